@@ -1,0 +1,116 @@
+// Package neonv2 is the HTTP adapter of the management API under /api/v2: Neon's paths,
+// JSON shapes, statuses and error body {code, message, request_id}.
+package neonv2
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/neonauth/neonauth/internal/console"
+	"github.com/neonauth/neonauth/internal/errs"
+	"github.com/neonauth/neonauth/internal/httpapi"
+	"github.com/neonauth/neonauth/internal/identity"
+	"github.com/neonauth/neonauth/internal/neonauth"
+)
+
+// Prefix is where the management API is served.
+const Prefix = "/api/v2"
+
+// API serves the management API.
+type API struct {
+	Console  *console.Service
+	Auth     *neonauth.Service
+	Identity *identity.Service
+	Log      *slog.Logger
+}
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request, p console.Principal) error
+
+var statuses = map[errs.Kind]int{
+	errs.Invalid:              http.StatusBadRequest,
+	errs.NotFound:             http.StatusNotFound,
+	errs.Conflict:             http.StatusConflict,
+	errs.Unauthenticated:      http.StatusUnauthorized,
+	errs.Forbidden:            http.StatusForbidden,
+	errs.UnsupportedMediaType: http.StatusUnsupportedMediaType,
+	errs.TooLarge:             http.StatusRequestEntityTooLarge,
+	errs.PreconditionFailed:   http.StatusPreconditionFailed,
+	errs.TooManyRequests:      http.StatusTooManyRequests,
+	errs.Unavailable:          http.StatusServiceUnavailable,
+}
+
+// Status returns the HTTP status of an error kind.
+func Status(k errs.Kind) int {
+	if s, ok := statuses[k]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+type errorBody struct {
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	RequestID string `json:"request_id"`
+}
+
+// WriteError writes err as Neon's error body. The client sees the public message; the
+// cause of an internal error goes to the log only.
+func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	e := errs.As(err)
+	status := Status(e.Kind)
+	msg := e.Message
+	if e.Kind == errs.Internal {
+		log.Error("request failed", "request_id", httpapi.RequestID(r.Context()),
+			"err", err.Error())
+		if msg == "" {
+			msg = "internal error"
+		}
+	}
+	httpapi.AddLog(r.Context(), slog.String("error_code", e.Kind.String()))
+	writeJSON(w, status, errorBody{Code: e.Kind.String(), Message: msg,
+		RequestID: httpapi.RequestID(r.Context())})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+// Register adds every /api/v2 route to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	a.routes(mux)
+	mux.Handle(Prefix+"/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		WriteError(w, r, a.Log, errs.E(errs.NotFound, "no such API route: %s %s",
+			r.Method, r.URL.Path))
+	}))
+}
+
+func (a *API) handle(mux *http.ServeMux, pattern string, fn handlerFunc) {
+	method, path, _ := strings.Cut(pattern, " ")
+	mux.Handle(method+" "+Prefix+path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := a.authenticate(r)
+		if err == nil {
+			httpapi.AddLog(r.Context(), slog.String("account_id", p.AccountID.String()),
+				slog.Int64("api_key_id", p.KeyID))
+			err = fn(w, r, p)
+		}
+		if err != nil {
+			WriteError(w, r, a.Log, err)
+		}
+	}))
+}
+
+func (a *API) authenticate(r *http.Request) (console.Principal, error) {
+	h := r.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		return console.Principal{}, errs.E(errs.Unauthenticated,
+			"authorization failed: send Authorization: Bearer <API key>")
+	}
+	return a.Console.Authenticate(r.Context(), strings.TrimSpace(token), httpapi.ClientAddr(r))
+}

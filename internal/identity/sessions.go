@@ -1,0 +1,175 @@
+package identity
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/neonauth/neonauth/internal/errs"
+	"github.com/neonauth/neonauth/internal/secret"
+)
+
+// Tokens are what a sign-in hands out.
+type Tokens struct {
+	AccessToken  string
+	RefreshToken string
+	UserID       uuid.UUID
+	SessionID    uuid.UUID
+}
+
+// dummyHash is compared against when no user matches, so that an unknown email costs as much
+// as a wrong password.
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("neonauth-no-such-user"), bcrypt.MinCost)
+
+func mismatch() error {
+	return errs.KnownError(errs.Invalid, "EMAIL_PASSWORD_MISMATCH", "Wrong e-mail or password.", nil)
+}
+
+// SignUp creates a password user and signs it in.
+func (s *Service) SignUp(ctx context.Context, projectID, email, password string) (Tokens, error) {
+	if err := checkPassword(password); err != nil {
+		return Tokens{}, err
+	}
+	u, err := s.CreateUser(ctx, projectID, CreateUserInput{
+		Email: &email, EmailAuthEnabled: true, Password: &password, CheckPasswordLength: true,
+	})
+	if err != nil {
+		return Tokens{}, err
+	}
+	return s.StartSession(ctx, u, 0)
+}
+
+// SignIn checks an email and password and starts a session. A wrong password and an unknown
+// email give the same error, after the same amount of work.
+func (s *Service) SignIn(ctx context.Context, projectID, email, password string) (Tokens, error) {
+	e, err := NormaliseEmail("email", email)
+	if err != nil {
+		return Tokens{}, err
+	}
+	u, err := scanUser(s.DB.QueryRow(ctx, `SELECT `+userColumns+` FROM auth_users
+		WHERE auth_project_id = $1 AND primary_email = $2 AND deleted_at IS NULL
+		AND primary_email_auth_enabled`, projectID, e))
+	if err != nil && !isNoRows(err) {
+		return Tokens{}, fmt.Errorf("find user: %w", err)
+	}
+	hash := dummyHash
+	if err == nil && u.PasswordHash != nil {
+		hash = []byte(*u.PasswordHash)
+	}
+	release := s.hashSlot()
+	cmpErr := bcrypt.CompareHashAndPassword(hash, []byte(password))
+	release()
+	if err != nil || u.PasswordHash == nil || cmpErr != nil {
+		return Tokens{}, mismatch()
+	}
+	return s.StartSession(ctx, u, 0)
+}
+
+// StartSession creates a session (a refresh token, stored only as a hash) and its first
+// access token. ttl is the session's lifetime; 0 means RefreshTTL.
+func (s *Service) StartSession(ctx context.Context, u User, ttl time.Duration) (Tokens, error) {
+	t := Tokens{RefreshToken: secret.RefreshToken(), UserID: u.ID, SessionID: uuid.New()}
+	if ttl <= 0 {
+		ttl = s.RefreshTTL
+	}
+	expires := s.now().Add(ttl)
+	_, err := s.DB.Exec(ctx, `INSERT INTO sessions (id, auth_project_id, user_id, token_hash,
+		expires_at) VALUES ($1, $2, $3, $4, $5)`,
+		t.SessionID, u.ProjectID, u.ID, secret.Hash(t.RefreshToken), expires)
+	if err != nil {
+		return Tokens{}, fmt.Errorf("insert session: %w", err)
+	}
+	if t.AccessToken, err = s.issueToken(ctx, u, t.SessionID); err != nil {
+		return Tokens{}, err
+	}
+	return t, nil
+}
+
+func refreshInvalid() error {
+	return errs.KnownError(errs.Unauthenticated, "REFRESH_TOKEN_NOT_FOUND_OR_EXPIRED",
+		"Refresh token not found for this project, or the session has expired/been revoked.", nil)
+}
+
+// Refresh issues a new access token for a live refresh token. The refresh token is not
+// rotated, as in Stack Auth.
+func (s *Service) Refresh(ctx context.Context, projectID, refreshToken string) (Tokens, error) {
+	var sid uuid.UUID
+	var uid uuid.UUID
+	err := s.DB.QueryRow(ctx, `UPDATE sessions SET last_used_at = now()
+		WHERE auth_project_id = $1 AND token_hash = $2 AND expires_at > now()
+		RETURNING id, user_id`, projectID, secret.Hash(refreshToken)).Scan(&sid, &uid)
+	if isNoRows(err) {
+		return Tokens{}, refreshInvalid()
+	}
+	if err != nil {
+		return Tokens{}, fmt.Errorf("find session: %w", err)
+	}
+	u, err := s.GetUser(ctx, projectID, uid)
+	if errs.Is(err, errs.NotFound) {
+		return Tokens{}, refreshInvalid()
+	}
+	if err != nil {
+		return Tokens{}, err
+	}
+	tok, err := s.issueToken(ctx, u, sid)
+	if err != nil {
+		return Tokens{}, err
+	}
+	return Tokens{AccessToken: tok, RefreshToken: refreshToken, UserID: uid, SessionID: sid}, nil
+}
+
+// SignOut ends a session; its refresh token stops working at once.
+func (s *Service) SignOut(ctx context.Context, projectID string, sessionID uuid.UUID) error {
+	tag, err := s.DB.Exec(ctx, "DELETE FROM sessions WHERE auth_project_id = $1 AND id = $2",
+		projectID, sessionID)
+	if err != nil {
+		return fmt.Errorf("delete session: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return refreshInvalid()
+	}
+	return nil
+}
+
+// SessionUser returns the live user of a live session, for cookie sessions of the web pages.
+func (s *Service) SessionUser(ctx context.Context, projectID, refreshToken string) (User, error) {
+	u, err := scanUser(s.DB.QueryRow(ctx, `SELECT `+prefixed("u.")+` FROM sessions s
+		JOIN auth_users u ON u.id = s.user_id
+		WHERE s.auth_project_id = $1 AND s.token_hash = $2 AND s.expires_at > now()
+		AND u.deleted_at IS NULL`, projectID, secret.Hash(refreshToken)))
+	if isNoRows(err) {
+		return User{}, refreshInvalid()
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("find session user: %w", err)
+	}
+	return u, nil
+}
+
+// SignOutToken ends the session of a refresh token.
+func (s *Service) SignOutToken(ctx context.Context, projectID, refreshToken string) error {
+	_, err := s.DB.Exec(ctx, "DELETE FROM sessions WHERE auth_project_id = $1 AND token_hash = $2",
+		projectID, secret.Hash(refreshToken))
+	if err != nil {
+		return fmt.Errorf("delete session: %w", err)
+	}
+	return nil
+}
+
+func prefixed(p string) string {
+	cols := []string{"id", "auth_project_id", "primary_email", "primary_email_verified",
+		"primary_email_auth_enabled", "display_name", "profile_image_url", "password_hash",
+		"client_metadata", "client_read_only_metadata", "server_metadata", "signed_up_at",
+		"last_active_at", "updated_at", "version", "deleted_at"}
+	out := ""
+	for i, c := range cols {
+		if i > 0 {
+			out += ", "
+		}
+		out += p + c
+	}
+	return out
+}
