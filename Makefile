@@ -1,0 +1,53 @@
+# neonauth: `make run` starts the service on the embedded defaults; `make test` runs every test.
+
+GO ?= go
+BIN := bin/neonauth
+FUZZTIME ?= 10s
+
+.PHONY: all build run test test-go test-e2e deps deps-test vet fmt fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/neonauth
+
+deps:
+	@bash scripts/install-deps.sh postgres
+
+deps-test:
+	@bash scripts/install-deps.sh test
+
+# Starts the service with the defaults: data in ./.neonauth, managed PostgreSQL, on
+# 127.0.0.1:8080. The first start writes the admin API key to ./.neonauth/api-key.
+run: deps build
+	$(BIN) serve
+
+test: deps-test build vet test-go test-e2e
+
+vet:
+	$(GO) vet ./...
+
+test-go:
+	NEONAUTH_REQUIRE_BROWSER=1 $(GO) test -race -count=1 -timeout 30m ./...
+
+test-e2e: build
+	NEONAUTH_BIN=$(abspath $(BIN)) bash e2e/run.sh
+
+# Longer fuzzing of every fuzz target, FUZZTIME each (make fuzz FUZZTIME=5m).
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+# Benchmarks; results and how to read them are in docs/benchmarks.md.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 3s ./bench/
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin
