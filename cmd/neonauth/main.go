@@ -11,7 +11,6 @@ import (
 	"syscall"
 
 	"github.com/neonauth/neonauth/internal/cli"
-	"github.com/neonauth/neonauth/internal/errs"
 )
 
 func main() {
@@ -23,7 +22,7 @@ func main() {
 	case errors.Is(err, cli.ErrUsage):
 		os.Exit(2)
 	default:
-		fmt.Fprintln(os.Stderr, "neonauth:", errs.As(err).Error())
+		fmt.Fprintln(os.Stderr, "neonauth:", err.Error())
 		os.Exit(1)
 	}
 }
