@@ -36,6 +36,10 @@ type Worker struct {
 	Batch int
 	// MaxBackoff caps the retry delay of an unreachable database.
 	MaxBackoff time.Duration
+	// Timeout bounds one apply to a database (connect, upserts, commit), so that a server
+	// that hangs, or a row lock someone holds on users_sync, delays the other auth projects
+	// by at most this long instead of stopping the worker.
+	Timeout time.Duration
 
 	kick  chan struct{}
 	once  sync.Once
@@ -55,6 +59,12 @@ func (w *Worker) init() {
 		}
 		if w.MaxBackoff == 0 {
 			w.MaxBackoff = 30 * time.Second
+		}
+		if w.Timeout == 0 {
+			w.Timeout = 15 * time.Second
+		}
+		if w.Log == nil {
+			w.Log = slog.Default()
 		}
 	})
 }
@@ -114,12 +124,19 @@ func (w *Worker) closeAll() {
 	}
 }
 
+// dueProjects lists the auth projects whose oldest event is due. A project whose oldest
+// event waits for a retry waits as a whole, so that a newer change never overtakes an
+// older one.
+const dueProjects = `SELECT auth_project_id FROM (
+		SELECT DISTINCT ON (auth_project_id) auth_project_id, next_attempt_at
+		FROM sync_events ORDER BY auth_project_id, id) oldest
+	WHERE next_attempt_at <= now() LIMIT 1000`
+
 // Round applies one batch for every auth project with due events and returns how many
 // events it applied.
 func (w *Worker) Round(ctx context.Context) (int, error) {
 	w.init()
-	rows, err := w.DB.Query(ctx, `SELECT DISTINCT auth_project_id FROM sync_events
-		WHERE next_attempt_at <= now() LIMIT 1000`)
+	rows, err := w.DB.Query(ctx, dueProjects)
 	if err != nil {
 		return 0, fmt.Errorf("find due events: %w", err)
 	}
@@ -166,8 +183,11 @@ func (w *Worker) syncProject(ctx context.Context, authProjectID string) (int, er
 	var locked bool
 	err = tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", lockKey(authProjectID)).
 		Scan(&locked)
-	if err != nil || !locked {
-		return 0, err
+	if err != nil {
+		return 0, fmt.Errorf("lock auth project: %w", err)
+	}
+	if !locked {
+		return 0, nil // another worker is applying this project's events
 	}
 	evs, err := w.due(ctx, tx, authProjectID)
 	if err != nil || len(evs) == 0 {
@@ -175,10 +195,12 @@ func (w *Worker) syncProject(ctx context.Context, authProjectID string) (int, er
 	}
 	br, db, ok, err := w.Targets.SyncTarget(ctx, authProjectID)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("find sync target: %w", err)
 	}
 	if ok {
-		err = w.apply(ctx, authProjectID, br, db, evs)
+		actx, cancel := context.WithTimeout(ctx, w.Timeout)
+		err = w.apply(actx, authProjectID, br, db, evs)
+		cancel()
 	}
 	if err != nil {
 		if rerr := w.retryLater(ctx, tx, evs, err); rerr != nil {
@@ -198,10 +220,13 @@ func (w *Worker) syncProject(ctx context.Context, authProjectID string) (int, er
 	return len(evs), tx.Commit(ctx)
 }
 
+// due returns the project's oldest events, in commit order, up to the first one that is not
+// due yet: events are applied strictly in order, so none may skip a waiting older one.
 func (w *Worker) due(ctx context.Context, tx pgx.Tx, authProjectID string) ([]event, error) {
-	rows, err := tx.Query(ctx, `SELECT id, raw_json, changed_at, deleted_at, attempts
-		FROM sync_events WHERE auth_project_id = $1 AND next_attempt_at <= now()
-		ORDER BY id LIMIT $2`, authProjectID, w.Batch)
+	rows, err := tx.Query(ctx, `SELECT id, raw_json, changed_at, deleted_at, attempts,
+			next_attempt_at <= now()
+		FROM sync_events WHERE auth_project_id = $1 ORDER BY id LIMIT $2`,
+		authProjectID, w.Batch)
 	if err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
 	}
@@ -209,12 +234,20 @@ func (w *Worker) due(ctx context.Context, tx pgx.Tx, authProjectID string) ([]ev
 	var out []event
 	for rows.Next() {
 		var e event
-		if err := rows.Scan(&e.id, &e.raw, &e.changedAt, &e.deletedAt, &e.attempts); err != nil {
+		var due bool
+		err := rows.Scan(&e.id, &e.raw, &e.changedAt, &e.deletedAt, &e.attempts, &due)
+		if err != nil {
 			return nil, fmt.Errorf("scan event: %w", err)
+		}
+		if !due {
+			break
 		}
 		out = append(out, e)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read events: %w", err)
+	}
+	return out, nil
 }
 
 // upsert writes one user's state unless the stored row is newer or soft-deleted. updated_at
@@ -226,7 +259,8 @@ ON CONFLICT (id) DO UPDATE SET raw_json = EXCLUDED.raw_json,
 WHERE users_sync.deleted_at IS NULL
 	AND (users_sync.updated_at IS NULL OR users_sync.updated_at < EXCLUDED.updated_at)`
 
-func (w *Worker) apply(ctx context.Context, authProjectID string, br console.Branch, db string, evs []event) error {
+func (w *Worker) apply(ctx context.Context, authProjectID string, br console.Branch, db string,
+	evs []event) error {
 	pool, err := w.pool(ctx, authProjectID, br, db)
 	if err != nil {
 		return err
@@ -249,7 +283,8 @@ func (w *Worker) apply(ctx context.Context, authProjectID string, br console.Bra
 	return nil
 }
 
-func (w *Worker) pool(ctx context.Context, authProjectID string, br console.Branch, db string) (*pgxpool.Pool, error) {
+func (w *Worker) pool(ctx context.Context, authProjectID string, br console.Branch,
+	db string) (*pgxpool.Pool, error) {
 	uri := br.Target.URI(db)
 	w.mu.Lock()
 	p := w.pools[authProjectID]
