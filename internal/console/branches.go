@@ -409,4 +409,3 @@ func deref(s *string) string {
 	}
 	return *s
 }
-

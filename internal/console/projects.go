@@ -442,8 +442,13 @@ func (s *Service) DeleteProject(ctx context.Context, p Principal, id string) (Pr
 	if err != nil {
 		return Project{}, err
 	}
-	if _, err := s.DB.Exec(ctx, "DELETE FROM projects WHERE id = $1", id); err != nil {
+	tag, err := s.DB.Exec(ctx, "DELETE FROM projects WHERE id = $1", id)
+	if err != nil {
 		return Project{}, fmt.Errorf("delete project: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		// A concurrent delete removed it first; it owns the removal of the servers.
+		return Project{}, errs.E(errs.NotFound, "project not found")
 	}
 	for _, b := range branches {
 		s.dropCompute(ctx, b)

@@ -64,11 +64,15 @@ func pgError(err error, what string) error {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch pe.Code {
-		case "42710", "42P04":
+		// 23505: a concurrent CREATE of the same name lost the race on the catalog's
+		// unique index instead of seeing the existing object.
+		case "42710", "42P04", "23505":
 			return errs.E(errs.Conflict, "%s already exists", what)
 		case "42704", "3D000":
 			return errs.E(errs.NotFound, "%s not found", what)
-		case "42939", "42602", "42622":
+		// 42501: the server refused the statement to the role the service connects as
+		// (an attached database whose user lacks CREATEROLE or CREATEDB).
+		case "42939", "42602", "42622", "42501":
 			return errs.E(errs.Invalid, "%s: %s", what, pe.Message)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
@@ -131,8 +132,35 @@ func Observe(log *slog.Logger, next http.Handler) http.Handler {
 			attrs = append(attrs, la.attrs...)
 			log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 		}()
+		if strings.HasPrefix(r.URL.Path, mgmtPrefix) && !cleanPath(r.URL.Path) {
+			notCleanRoute(sw, r, id)
+			return
+		}
 		next.ServeHTTP(sw, r.WithContext(ctx))
 	})
+}
+
+// mgmtPrefix is the management API's path prefix (neonv2.Prefix plus the slash).
+const mgmtPrefix = "/api/v2/"
+
+// cleanPath reports whether p is in canonical form (no "//", "." or ".." segments), a
+// trailing slash allowed. net/http's ServeMux answers any other path with a redirect to its
+// canonical form, which an API must not do.
+func cleanPath(p string) bool {
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c == p
+}
+
+// notCleanRoute answers a management API request for a path that is not canonical with
+// the 404 that the management API gives every unknown route, in Neon's error body.
+func notCleanRoute(w http.ResponseWriter, r *http.Request, id string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusNotFound)
+	_ = json.NewEncoder(w).Encode(map[string]string{"code": errs.NotFound.String(),
+		"message": "no such API route: " + r.Method + " " + r.URL.Path, "request_id": id})
 }
 
 // ClientAddr returns the client's IP address.

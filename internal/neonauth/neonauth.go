@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/neonauth/neonauth/internal/console"
@@ -103,17 +105,11 @@ func (s *Service) Create(ctx context.Context, p console.Principal, in CreateInpu
 	if in.BranchID == "" {
 		return nil, errs.E(errs.Invalid, "branch_id: is required")
 	}
-	if in.DatabaseName == "" {
-		in.DatabaseName = "neondb"
-	}
-	if in.RoleName == "" {
-		in.RoleName = "neondb_owner"
-	}
 	prj, err := s.Console.GetProject(ctx, p, in.ProjectID)
 	if err != nil {
 		return nil, err
 	}
-	br, err := s.checkTarget(ctx, in)
+	br, err := s.checkTarget(ctx, &in)
 	if err != nil {
 		return nil, err
 	}
@@ -163,8 +159,9 @@ func alreadyExists() error {
 		"for the project")
 }
 
-// checkTarget finds the branch and checks that the database and role exist on it.
-func (s *Service) checkTarget(ctx context.Context, in CreateInput) (console.Branch, error) {
+// checkTarget finds the branch, fills in the default database and role, and checks that
+// they exist on it.
+func (s *Service) checkTarget(ctx context.Context, in *CreateInput) (console.Branch, error) {
 	br, err := s.Console.Branch(ctx, in.ProjectID, in.BranchID)
 	if err != nil {
 		return console.Branch{}, err
@@ -173,13 +170,16 @@ func (s *Service) checkTarget(ctx context.Context, in CreateInput) (console.Bran
 	if err != nil {
 		return console.Branch{}, err
 	}
-	found := false
-	for _, d := range dbs {
-		found = found || d.Name == in.DatabaseName
+	if in.DatabaseName == "" {
+		in.DatabaseName = defaultDatabase(br, dbs)
 	}
-	if !found {
+	i := slices.IndexFunc(dbs, func(d console.Database) bool { return d.Name == in.DatabaseName })
+	if i < 0 {
 		return console.Branch{}, errs.E(errs.NotFound, "database %q not found on branch %s",
 			in.DatabaseName, br.ID)
+	}
+	if in.RoleName == "" {
+		in.RoleName = dbs[i].OwnerName
 	}
 	var exists bool
 	err = s.DB.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM roles WHERE branch_id = $1 AND name = $2)",
@@ -192,6 +192,25 @@ func (s *Service) checkTarget(ctx context.Context, in CreateInput) (console.Bran
 			in.RoleName, br.ID)
 	}
 	return br, nil
+}
+
+// defaultDatabase is the database a create without database_name uses: neondb, as Neon's
+// docs say, when the branch has it; otherwise the project's own default database (the one
+// an attached URI names, or the first one made with the project). The role then defaults
+// to that database's owner, which is neondb_owner for a default project.
+func defaultDatabase(br console.Branch, dbs []console.Database) string {
+	has := func(name string) bool {
+		return slices.ContainsFunc(dbs, func(d console.Database) bool { return d.Name == name })
+	}
+	switch {
+	case has("neondb"):
+		return "neondb"
+	case br.ComputeKind == console.ComputeAttached && has(br.Target.AdminDatabase):
+		return br.Target.AdminDatabase
+	case len(dbs) > 0:
+		return dbs[0].Name
+	}
+	return "neondb"
 }
 
 // usersSyncDDL is Neon's table, created only where it is missing so that a re-create after a
@@ -224,15 +243,45 @@ func (s *Service) createTable(ctx context.Context, br console.Branch, database, 
 		usersSyncDDL,
 		"CREATE INDEX IF NOT EXISTS users_sync_deleted_at_idx ON neon_auth.users_sync " +
 			"USING btree (deleted_at)",
+		"ALTER SCHEMA neon_auth OWNER TO " + owner,
 		"ALTER TABLE neon_auth.users_sync OWNER TO " + owner,
 	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return errs.Wrap(fmt.Errorf("begin: %w", err), "could not create neon_auth.users_sync")
+	}
+	defer tx.Rollback(ctx)
+	// Two projects attached to one database may create their integrations at once; "IF NOT
+	// EXISTS" alone then loses the race on the catalog's unique index.
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", ddlLock); err != nil {
+		return tableError(err, database, role)
+	}
 	for _, q := range stmts {
-		if _, err := conn.Exec(ctx, q); err != nil {
-			return errs.Wrap(fmt.Errorf("create users_sync: %w", err),
-				"could not create neon_auth.users_sync in the database")
+		if _, err := tx.Exec(ctx, q); err != nil {
+			return tableError(err, database, role)
 		}
 	}
+	if err := tx.Commit(ctx); err != nil {
+		return tableError(err, database, role)
+	}
 	return nil
+}
+
+// ddlLock is the advisory lock key that serialises the neon_auth DDL in a target database
+// ("neonauth" in ASCII).
+const ddlLock int64 = 0x6e656f6e61757468
+
+// tableError maps a failure to create the schema. A missing privilege is the caller's to
+// fix (an attached database whose user may not hand objects to the role), not a server
+// fault, so it is a 400 that says what PostgreSQL refused.
+func tableError(err error, database, role string) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "42501" {
+		return errs.E(errs.Invalid, "role_name: cannot create neon_auth owned by %q in database "+
+			"%q: %s", role, database, pe.Message)
+	}
+	return errs.Wrap(fmt.Errorf("create users_sync: %w", err),
+		"could not create neon_auth.users_sync in the database")
 }
 
 const integrationColumns = `i.project_id, i.auth_provider, i.auth_project_id, i.branch_id,

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/neonauth/neonauth/internal/console"
+	"github.com/neonauth/neonauth/internal/metrics"
 )
 
 // Targets finds where an auth project's users are synced.
@@ -41,6 +42,12 @@ type Worker struct {
 	// by at most this long instead of stopping the worker.
 	Timeout time.Duration
 
+	// Metrics, when set, receives lag, applied, retry and failure figures.
+	Metrics *metrics.Metrics
+	// Parallel is how many auth projects are synced at once, so that one slow database
+	// does not hold up the others.
+	Parallel int
+
 	kick  chan struct{}
 	once  sync.Once
 	mu    sync.Mutex
@@ -59,6 +66,9 @@ func (w *Worker) init() {
 		}
 		if w.MaxBackoff == 0 {
 			w.MaxBackoff = 30 * time.Second
+		}
+		if w.Parallel == 0 {
+			w.Parallel = 4
 		}
 		if w.Timeout == 0 {
 			w.Timeout = 15 * time.Second
@@ -144,22 +154,33 @@ func (w *Worker) Round(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("find due events: %w", err)
 	}
-	total := 0
+	var (
+		mu    sync.Mutex
+		total int
+		wg    sync.WaitGroup
+		slots = make(chan struct{}, w.Parallel)
+	)
 	for _, p := range projects {
-		n, err := w.syncProject(ctx, p)
-		if err != nil {
-			if ctx.Err() != nil {
-				return total, ctx.Err()
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			n, err := w.syncProject(ctx, p)
+			if err != nil && ctx.Err() == nil {
+				w.Log.Error("sync project failed", "auth_project_id", p, "err", err)
 			}
-			w.Log.Error("sync project failed", "auth_project_id", p, "err", err)
-		}
-		total += n
+			mu.Lock()
+			total += n
+			mu.Unlock()
+		}()
 	}
-	return total, nil
+	wg.Wait()
+	return total, ctx.Err()
 }
 
 type event struct {
 	id        int64
+	created   time.Time
 	raw       []byte
 	changedAt *time.Time
 	deletedAt *time.Time
@@ -203,12 +224,7 @@ func (w *Worker) syncProject(ctx context.Context, authProjectID string) (int, er
 		cancel()
 	}
 	if err != nil {
-		if rerr := w.retryLater(ctx, tx, evs, err); rerr != nil {
-			return 0, rerr
-		}
-		w.Log.Warn("sync deferred", "auth_project_id", authProjectID, "events", len(evs),
-			"attempt", evs[0].attempts+1, "err", err)
-		return 0, tx.Commit(ctx)
+		return 0, w.fail(ctx, tx, authProjectID, evs, err)
 	}
 	ids := make([]int64, len(evs))
 	for i, e := range evs {
@@ -217,13 +233,67 @@ func (w *Worker) syncProject(ctx context.Context, authProjectID string) (int, er
 	if _, err := tx.Exec(ctx, "DELETE FROM sync_events WHERE id = ANY($1)", ids); err != nil {
 		return 0, fmt.Errorf("delete applied events: %w", err)
 	}
-	return len(evs), tx.Commit(ctx)
+	if err := recordApplied(ctx, tx, authProjectID, len(evs)); err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("commit applied events: %w", err)
+	}
+	w.observeApplied(authProjectID, evs)
+	return len(evs), nil
+}
+
+// fail puts a batch back for a later attempt and records why, so that the cause is visible
+// in the sync status instead of hidden in a retry loop.
+func (w *Worker) fail(ctx context.Context, tx pgx.Tx, authProjectID string, evs []event,
+	cause error) error {
+	reason := classify(cause)
+	attempt := evs[0].attempts + 1
+	delay := w.backoff(attempt)
+	state := "retrying"
+	if reason == reasonTable {
+		// The table is gone or no longer takes our rows: retrying fast cannot help, a
+		// resync (or a fix by hand) can.
+		delay, state = w.MaxBackoff, "error"
+	}
+	if err := w.retryLater(ctx, tx, evs, cause, delay); err != nil {
+		return err
+	}
+	if err := recordError(ctx, tx, authProjectID, state, cause); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit retry: %w", err)
+	}
+	if w.Metrics != nil {
+		w.Metrics.SyncRetries.WithLabelValues(authProjectID).Inc()
+		w.Metrics.SyncFailures.WithLabelValues(authProjectID, reason).Inc()
+	}
+	level := slog.LevelWarn
+	if reason == reasonTable {
+		level = slog.LevelError
+	}
+	w.Log.Log(ctx, level, "sync deferred", "auth_project_id", authProjectID,
+		"events", len(evs), "attempt", attempt, "reason", reason, "state", state, "err", cause)
+	return nil
+}
+
+func (w *Worker) observeApplied(authProjectID string, evs []event) {
+	if w.Metrics == nil {
+		return
+	}
+	now := time.Now()
+	lag := w.Metrics.SyncLag.WithLabelValues(authProjectID)
+	for _, e := range evs {
+		lag.Observe(now.Sub(e.created).Seconds())
+	}
+	w.Metrics.SyncApplied.WithLabelValues(authProjectID).Add(float64(len(evs)))
 }
 
 // due returns the project's oldest events, in commit order, up to the first one that is not
 // due yet: events are applied strictly in order, so none may skip a waiting older one.
 func (w *Worker) due(ctx context.Context, tx pgx.Tx, authProjectID string) ([]event, error) {
-	rows, err := tx.Query(ctx, `SELECT id, raw_json, changed_at, deleted_at, attempts,
+	rows, err := tx.Query(ctx, `SELECT id, created_at, raw_json, changed_at, deleted_at, attempts,
 			next_attempt_at <= now()
 		FROM sync_events WHERE auth_project_id = $1 ORDER BY id LIMIT $2`,
 		authProjectID, w.Batch)
@@ -235,7 +305,7 @@ func (w *Worker) due(ctx context.Context, tx pgx.Tx, authProjectID string) ([]ev
 	for rows.Next() {
 		var e event
 		var due bool
-		err := rows.Scan(&e.id, &e.raw, &e.changedAt, &e.deletedAt, &e.attempts, &due)
+		err := rows.Scan(&e.id, &e.created, &e.raw, &e.changedAt, &e.deletedAt, &e.attempts, &due)
 		if err != nil {
 			return nil, fmt.Errorf("scan event: %w", err)
 		}
@@ -322,9 +392,8 @@ func (w *Worker) backoff(attempt int) time.Duration {
 	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
 }
 
-func (w *Worker) retryLater(ctx context.Context, tx pgx.Tx, evs []event, cause error) error {
-	attempt := evs[0].attempts + 1
-	delay := w.backoff(attempt)
+func (w *Worker) retryLater(ctx context.Context, tx pgx.Tx, evs []event, cause error,
+	delay time.Duration) error {
 	msg := cause.Error()
 	var ids []int64
 	for _, e := range evs {

@@ -9,7 +9,9 @@ import (
 	"github.com/neonauth/neonauth/internal/neonauth"
 )
 
-// projectRef is the body of the keys and transfer calls.
+// projectRef is the body of the keys and transfer calls. The other bodies repeat its fields
+// instead of embedding it: the JSON decoder names a mistyped field of an embedded struct
+// with the Go type's name ("projectRef.project_id"), which clients must not see.
 type projectRef struct {
 	ProjectID    *string `json:"project_id"`
 	AuthProvider *string `json:"auth_provider"`
@@ -30,7 +32,8 @@ func (b projectRef) check() (string, string, error) {
 
 func (a *API) createIntegration(w http.ResponseWriter, r *http.Request, p console.Principal) error {
 	var body struct {
-		projectRef
+		ProjectID    *string `json:"project_id"`
+		AuthProvider *string `json:"auth_provider"`
 		BranchID     *string `json:"branch_id"`
 		DatabaseName *string `json:"database_name"`
 		RoleName     *string `json:"role_name"`
@@ -38,7 +41,7 @@ func (a *API) createIntegration(w http.ResponseWriter, r *http.Request, p consol
 	if err := httpapi.DecodeJSON(r, &body, true); err != nil {
 		return err
 	}
-	project, provider, err := body.check()
+	project, provider, err := projectRef{body.ProjectID, body.AuthProvider}.check()
 	if err != nil {
 		return err
 	}
@@ -92,14 +95,15 @@ func (a *API) createKeys(w http.ResponseWriter, r *http.Request, p console.Princ
 
 func (a *API) createUser(w http.ResponseWriter, r *http.Request, p console.Principal) error {
 	var body struct {
-		projectRef
-		Email *string `json:"email"`
-		Name  *string `json:"name"`
+		ProjectID    *string `json:"project_id"`
+		AuthProvider *string `json:"auth_provider"`
+		Email        *string `json:"email"`
+		Name         *string `json:"name"`
 	}
 	if err := httpapi.DecodeJSON(r, &body, true); err != nil {
 		return err
 	}
-	project, provider, err := body.check()
+	project, provider, err := projectRef{body.ProjectID, body.AuthProvider}.check()
 	if err != nil {
 		return err
 	}

@@ -84,10 +84,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // Register adds every /api/v2 route to mux.
 func (a *API) Register(mux *http.ServeMux) {
 	a.routes(mux)
-	mux.Handle(Prefix+"/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	notFound := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, a.Log, errs.E(errs.NotFound, "no such API route: %s %s",
 			r.Method, r.URL.Path))
-	}))
+	})
+	mux.Handle(Prefix+"/", notFound)
+	// Without this, ServeMux would redirect the bare prefix to Prefix+"/".
+	mux.Handle(Prefix, notFound)
 }
 
 func (a *API) handle(mux *http.ServeMux, pattern string, fn handlerFunc) {

@@ -122,8 +122,8 @@ func (a *API) listProjects(w http.ResponseWriter, r *http.Request, p console.Pri
 	in := console.ListProjectsInput{Cursor: q.Get("cursor"), Search: q.Get("search")}
 	if l := q.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
-		if err != nil {
-			return errs.E(errs.Invalid, "limit: must be an integer")
+		if err != nil || n < 1 || n > 400 {
+			return errs.E(errs.Invalid, "limit: must be an integer between 1 and 400")
 		}
 		in.Limit = n
 	}
