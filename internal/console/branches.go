@@ -39,7 +39,7 @@ func (s *Service) branches(ctx context.Context, projectID string) ([]Branch, err
 		if err != nil {
 			return nil, fmt.Errorf("scan branch: %w", err)
 		}
-		out = append(out, b)
+		out = append(out, s.live(ctx, b))
 	}
 	return out, rows.Err()
 }
@@ -71,7 +71,7 @@ func (s *Service) Branch(ctx context.Context, projectID, branchID string) (Branc
 	if err != nil {
 		return Branch{}, fmt.Errorf("get branch: %w", err)
 	}
-	return b, nil
+	return s.live(ctx, b), nil
 }
 
 // BranchByID returns a branch by id alone, without an access check.
@@ -84,7 +84,7 @@ func (s *Service) BranchByID(ctx context.Context, branchID string) (Branch, erro
 	if err != nil {
 		return Branch{}, fmt.Errorf("get branch: %w", err)
 	}
-	return b, nil
+	return s.live(ctx, b), nil
 }
 
 // CreateBranchInput is what a caller may choose about a new branch.
@@ -408,4 +408,24 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// live corrects the port of a managed branch whose server moved to another port when it was
+// started again (the port is busy after a restart, say): the compute's port file is the
+// truth, and the metadata follows it.
+func (s *Service) live(ctx context.Context, b Branch) Branch {
+	if b.ComputeKind != ComputeManaged || s.Computes == nil || b.ClusterName == "" {
+		return b
+	}
+	cl, err := s.Computes.Open(b.ClusterName)
+	if err != nil || cl.Port == 0 || cl.Port == b.Target.Port {
+		return b
+	}
+	b.Target.Port = cl.Port
+	_, err = s.DB.Exec(ctx, "UPDATE branches SET port = $2 WHERE id = $1 AND port <> $2",
+		b.ID, cl.Port)
+	if err != nil {
+		s.Log.Warn("record branch port", "branch_id", b.ID, "err", err)
+	}
+	return b
 }

@@ -30,36 +30,54 @@ func notTransferable() error {
 
 // Transfer starts an ownership transfer and returns the confirm URL. The code in it is
 // single-use and valid for TransferTTL; several codes may be outstanding, the first
-// confirmation wins.
-func (s *Service) Transfer(ctx context.Context, p console.Principal, projectID, provider string) (string, error) {
+// confirmation wins. A project that already left Neon management cannot be transferred
+// again.
+func (s *Service) Transfer(ctx context.Context, p console.Principal, projectID,
+	provider string) (string, error) {
 	in, err := s.find(ctx, p, projectID, provider)
 	if err != nil {
 		return "", err
 	}
-	if in.OwnedBy != "neon" {
-		return "", notTransferable()
-	}
 	code := secret.Code()
-	tx, err := s.DB.Begin(ctx)
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		return s.addCode(ctx, tx, in.AuthProjectID, code)
+	})
 	if err != nil {
-		return "", fmt.Errorf("begin: %w", err)
+		return "", err
 	}
-	defer tx.Rollback(ctx)
-	_, err = tx.Exec(ctx, `INSERT INTO transfer_codes (code_hash, auth_project_id, expires_at)
-		VALUES ($1, $2, $3)`, secret.Hash(code), in.AuthProjectID, s.now().Add(s.TransferTTL))
+	return s.PublicURL + TransferPath + "?code=" + code, nil
+}
+
+// addCode stores a new code for a project that is still Neon-managed. The project row is
+// locked so that a confirmation running at the same time cannot slip in between.
+func (s *Service) addCode(ctx context.Context, tx pgx.Tx, projectID, code string) error {
+	var owned string
+	err := tx.QueryRow(ctx, "SELECT owned_by FROM auth_projects WHERE id = $1 FOR UPDATE",
+		projectID).Scan(&owned)
+	if isNoRows(err) || (err == nil && owned != "neon") {
+		return notTransferable()
+	}
 	if err != nil {
-		return "", fmt.Errorf("insert transfer code: %w", err)
+		return fmt.Errorf("lock project: %w", err)
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO transfer_codes (code_hash, auth_project_id, expires_at)
+		VALUES ($1, $2, $3)`, hashCode(code), projectID, s.now().Add(s.TransferTTL))
+	if err != nil {
+		return fmt.Errorf("insert transfer code: %w", err)
 	}
 	_, err = tx.Exec(ctx, `UPDATE integrations SET transfer_status = 'initiated'
 		WHERE auth_project_id = $1 AND transfer_status IS DISTINCT FROM 'finished'`,
-		in.AuthProjectID)
+		projectID)
 	if err != nil {
-		return "", fmt.Errorf("mark transfer: %w", err)
+		return fmt.Errorf("mark transfer: %w", err)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return "", fmt.Errorf("commit transfer: %w", err)
-	}
-	return s.PublicURL + TransferPath + "?code=" + code, nil
+	return nil
+}
+
+// hashCode is the stored form of a code. Codes are lowercase, and compared without regard
+// to letter case or surrounding space.
+func hashCode(code string) []byte {
+	return secret.Hash(strings.ToLower(strings.TrimSpace(code)))
 }
 
 // TransferInfo is what the confirm page shows about a pending transfer.
@@ -103,8 +121,11 @@ func (s *Service) useCode(ctx context.Context, tx pgx.Tx, code string) (codeRow,
 	return s.readCode(ctx, tx, code, true)
 }
 
-func (s *Service) readCode(ctx context.Context, tx pgx.Tx, code string, count bool) (codeRow, error) {
-	h := secret.Hash(strings.ToLower(strings.TrimSpace(code)))
+// readCode finds a code and checks that it can still be used; count says whether this is
+// an attempt that uses up one of the code's tries.
+func (s *Service) readCode(ctx context.Context, tx pgx.Tx, code string,
+	count bool) (codeRow, error) {
+	h := hashCode(code)
 	var c codeRow
 	q := `SELECT auth_project_id, expires_at, used_at, attempts + 1 FROM transfer_codes
 		WHERE code_hash = $1`
@@ -181,7 +202,8 @@ func (s *Service) transferInfo(ctx context.Context, tx pgx.Tx, c codeRow) (Trans
 
 // ConfirmTransfer hands an auth project to an owner (a user of the internal project). It
 // succeeds once per project: the code is used up and the project stops being Neon-managed.
-func (s *Service) ConfirmTransfer(ctx context.Context, code string, owner uuid.UUID) (TransferInfo, error) {
+func (s *Service) ConfirmTransfer(ctx context.Context, code string,
+	owner uuid.UUID) (TransferInfo, error) {
 	var info TransferInfo
 	// failure is a refusal found inside the transaction, which still commits so that the
 	// code's attempt count is kept.
@@ -211,13 +233,17 @@ func (s *Service) ConfirmTransfer(ctx context.Context, code string, owner uuid.U
 	return info, nil
 }
 
-func (s *Service) finishTransfer(ctx context.Context, tx pgx.Tx, code, projectID string, owner uuid.UUID) error {
-	h := secret.Hash(strings.ToLower(strings.TrimSpace(code)))
-	if _, err := tx.Exec(ctx, "UPDATE transfer_codes SET used_at = now() WHERE code_hash = $1", h); err != nil {
+// finishTransfer uses up the code and hands the project to its new owner.
+func (s *Service) finishTransfer(ctx context.Context, tx pgx.Tx, code, projectID string,
+	owner uuid.UUID) error {
+	now := s.now()
+	_, err := tx.Exec(ctx, "UPDATE transfer_codes SET used_at = $2 WHERE code_hash = $1",
+		hashCode(code), now)
+	if err != nil {
 		return fmt.Errorf("use transfer code: %w", err)
 	}
-	_, err := tx.Exec(ctx, `UPDATE auth_projects SET owned_by = 'user', owner_user_id = $2,
-		transferred_at = now() WHERE id = $1`, projectID, owner)
+	_, err = tx.Exec(ctx, `UPDATE auth_projects SET owned_by = 'user', owner_user_id = $2,
+		transferred_at = $3 WHERE id = $1`, projectID, owner, now)
 	if err != nil {
 		return fmt.Errorf("transfer project: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 )
 
 func (a *API) routes(mux *http.ServeMux) {
+	a.implicitRoutes(mux)
 	a.handle(mux, "GET /api_keys", a.listAPIKeys)
 	a.handle(mux, "POST /api_keys", a.createAPIKey)
 	a.handle(mux, "DELETE /api_keys/{key_id}", a.revokeAPIKey)

@@ -1,6 +1,8 @@
 package neonv2
 
 import (
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/neonauth/neonauth/internal/console"
@@ -10,6 +12,12 @@ import (
 
 // The JSON shapes of Neon's API. Figures that do not apply to a self-hosted server
 // (consumption, limits) are reported as zero; see docs/api.md.
+
+// hostPort is a host with its port: every branch server listens on its own port, and Neon's
+// clients build connection strings from host alone (Neon always uses 5432).
+func hostPort(host string, port int) string {
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}
 
 func ts(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
@@ -120,8 +128,9 @@ type endpointJSON struct {
 
 func endpoint(b console.Branch, region string) endpointJSON {
 	return endpointJSON{
-		Host: b.Target.Host, Port: b.Target.Port, ID: b.EndpointID, ProjectID: b.ProjectID,
-		BranchID: b.ID, RegionID: region, AutoscalingLimitMinCU: 0.25,
+		Host: hostPort(b.Target.Host, b.Target.Port), Port: b.Target.Port, ID: b.EndpointID,
+		ProjectID: b.ProjectID,
+		BranchID:  b.ID, RegionID: region, AutoscalingLimitMinCU: 0.25,
 		AutoscalingLimitMaxCU: 0.25, Type: "read_write", CurrentState: "active",
 		PoolerMode: "transaction", CreationSource: "neonauth", CreatedAt: ts(b.CreatedAt),
 		UpdatedAt: ts(b.UpdatedAt), Settings: map[string]any{}, ProxyHost: b.Target.Host,
@@ -221,8 +230,8 @@ type connURIJSON struct {
 
 func connURI(c console.ConnectionURI) connURIJSON {
 	return connURIJSON{ConnectionURI: c.URI, ConnectionParameters: connParamsJSON{
-		Database: c.Database, Password: c.Password, Role: c.Role, Host: c.Host, Port: c.Port,
-		PoolerHost: c.Host,
+		Database: c.Database, Password: c.Password, Role: c.Role,
+		Host: hostPort(c.Host, c.Port), Port: c.Port, PoolerHost: hostPort(c.Host, c.Port),
 	}}
 }
 
