@@ -30,8 +30,11 @@ vet:
 test-go:
 	NEONAUTH_REQUIRE_BROWSER=1 $(GO) test -race -count=1 -timeout 30m ./...
 
+# The official clients against a real neonauth: the Stack Auth SDK (e2e/) and Neon's
+# api-client, @neon/sdk and neonctl (e2e/neon/).
 test-e2e: build
 	NEONAUTH_BIN=$(abspath $(BIN)) bash e2e/run.sh
+	NEONAUTH_BIN=$(abspath $(BIN)) bash e2e/neon/run.sh
 
 # Longer fuzzing of every fuzz target, FUZZTIME each (make fuzz FUZZTIME=5m).
 fuzz:

@@ -25,13 +25,16 @@ func (a *API) currentUser(w http.ResponseWriter, r *http.Request, p console.Prin
 		return err
 	}
 	email := acc.Email
+	if email == "" {
+		// Accounts have no address of their own; the spec wants a non-empty one.
+		email = acc.ID.String() + "@localhost"
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"id": acc.ID.String(), "email": email, "login": acc.Name, "name": acc.Name,
 		"last_name": "", "image": "", "active_seconds_limit": 0, "projects_limit": 0,
 		"branches_limit": 0, "max_autoscaling_limit": 0.25, "compute_seconds_limit": 0,
-		"plan": "self_hosted",
-		"auth_accounts": []map[string]string{{"provider": "neonauth", "email": email,
-			"name": acc.Name, "login": acc.Name, "image": ""}},
+		"plan":          "self_hosted",
+		"auth_accounts": []any{},
 	})
 	return nil
 }

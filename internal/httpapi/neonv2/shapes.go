@@ -231,7 +231,7 @@ type connURIJSON struct {
 func connURI(c console.ConnectionURI) connURIJSON {
 	return connURIJSON{ConnectionURI: c.URI, ConnectionParameters: connParamsJSON{
 		Database: c.Database, Password: c.Password, Role: c.Role,
-		Host: hostPort(c.Host, c.Port), Port: c.Port, PoolerHost: hostPort(c.Host, c.Port),
+		Host: c.Host, Port: c.Port, PoolerHost: c.Host,
 	}}
 }
 
