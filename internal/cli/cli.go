@@ -37,7 +37,12 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return apiKeys(ctx, rest, stdout, stderr)
 	case "accounts":
 		return accounts(ctx, rest, stdout, stderr)
-	case "projects", "branches", "auth":
+	case "auth":
+		if len(rest) > 0 && rest[0] == "resync" {
+			return resync(ctx, rest[1:], stdout, stderr)
+		}
+		return clientCommand(ctx, cmd, rest, stdout, stderr)
+	case "projects", "branches":
 		return clientCommand(ctx, cmd, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
@@ -59,6 +64,7 @@ Server:
 Offline administration of a data directory:
   neonauth api-keys create --name N   create an API key for the first account
   neonauth accounts create --name N   create another account and print its first API key
+  neonauth auth resync --project-id P rebuild the project's neon_auth.users_sync
 
 Client of the management API (--api-host, --api-key, --output table|json):
   neonauth projects list|create|delete
@@ -184,6 +190,7 @@ func migrate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parse(fs, args); err != nil || helpAsked(args) {
 		return err
 	}
+	cfg.Offline = true
 	env, err := server.Open(ctx, cfg, newLogger(stderr))
 	if err != nil {
 		return err
@@ -206,6 +213,7 @@ func apiKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parse(fs, args[1:]); err != nil || helpAsked(args) {
 		return err
 	}
+	cfg.Offline = true
 	env, err := server.Open(ctx, cfg, newLogger(io.Discard))
 	if err != nil {
 		return err
@@ -235,6 +243,7 @@ func accounts(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parse(fs, args[1:]); err != nil || helpAsked(args) {
 		return err
 	}
+	cfg.Offline = true
 	env, err := server.Open(ctx, cfg, newLogger(io.Discard))
 	if err != nil {
 		return err

@@ -113,6 +113,7 @@ type Manager struct {
 	extra   map[string]string
 	locks   map[string]*sync.Mutex // one per cluster name
 	started map[string]*Cluster    // clusters this Manager has running, by name
+	adopted map[string]bool        // of those, the ones that were already running
 	ports   map[int]string         // ports handed to clusters of this Manager, to their name
 }
 
@@ -171,6 +172,7 @@ func NewManager(binDir, root string, log *slog.Logger) (*Manager, error) {
 		log:     log,
 		locks:   map[string]*sync.Mutex{},
 		started: map[string]*Cluster{},
+		adopted: map[string]bool{},
 		ports:   map[int]string{},
 	}
 	if os.Geteuid() == 0 {
@@ -421,6 +423,9 @@ func (m *Manager) Start(ctx context.Context, c *Cluster) error {
 			}
 		}
 		m.track(c)
+		m.mu.Lock()
+		m.adopted[c.Name] = true
+		m.mu.Unlock()
 		m.log.Info("cluster already running", "cluster", c.Name, "port", c.Port, "pid", pid)
 		return nil
 	}
@@ -571,6 +576,25 @@ func (m *Manager) StopAll(ctx context.Context) {
 		})
 	}
 	wg.Wait()
+}
+
+// StopOwned stops the clusters this Manager started itself, leaving those it found already
+// running (another process's) as they were: for short-lived commands that share a data
+// directory with a running service.
+func (m *Manager) StopOwned(ctx context.Context) {
+	m.mu.Lock()
+	var own []*Cluster
+	for name, c := range m.started {
+		if !m.adopted[name] {
+			own = append(own, c)
+		}
+	}
+	m.mu.Unlock()
+	for _, c := range own {
+		if err := m.Stop(ctx, c); err != nil {
+			m.log.Error("stop cluster", "cluster", c.Name, "port", c.Port, "error", err)
+		}
+	}
 }
 
 // Remove stops c and deletes its directory.
@@ -835,6 +859,7 @@ func (m *Manager) track(c *Cluster) {
 func (m *Manager) untrack(c *Cluster) {
 	m.mu.Lock()
 	delete(m.started, c.Name)
+	delete(m.adopted, c.Name)
 	m.mu.Unlock()
 }
 

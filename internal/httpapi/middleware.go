@@ -98,10 +98,12 @@ func (w *statusWriter) Flush() {
 
 // Observe is the outermost middleware: it assigns the request id (echoing a valid incoming
 // X-Request-ID), recovers panics into a 500, caps the body size, and logs one line per
-// request with stable keys.
-func Observe(log *slog.Logger, next http.Handler) http.Handler {
+// request with stable keys. rec, when not nil, is told each request's route pattern,
+// status and duration.
+func Observe(log *slog.Logger, rec Recorder, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		inner := r
 		id := r.Header.Get("X-Request-ID")
 		if !validRequestID(id) {
 			id = newRequestID()
@@ -131,13 +133,22 @@ func Observe(log *slog.Logger, next http.Handler) http.Handler {
 			}
 			attrs = append(attrs, la.attrs...)
 			log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+			if rec != nil {
+				rec.ObserveHTTP(inner.Pattern, r.Method, sw.status, time.Since(start))
+			}
 		}()
 		if strings.HasPrefix(r.URL.Path, mgmtPrefix) && !cleanPath(r.URL.Path) {
 			notCleanRoute(sw, r, id)
 			return
 		}
-		next.ServeHTTP(sw, r.WithContext(ctx))
+		inner = r.WithContext(ctx)
+		next.ServeHTTP(sw, inner)
 	})
+}
+
+// Recorder records finished requests (the metrics).
+type Recorder interface {
+	ObserveHTTP(route, method string, status int, d time.Duration)
 }
 
 // mgmtPrefix is the management API's path prefix (neonv2.Prefix plus the slash).

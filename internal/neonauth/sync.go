@@ -39,3 +39,12 @@ func (s *Service) AuthProjectOf(ctx context.Context, p console.Principal, projec
 	}
 	return in.AuthProjectID, nil
 }
+
+// IntegrationOf returns a project's integration with a provider, without an access check
+// (for offline administration of the data directory).
+func (s *Service) IntegrationOf(ctx context.Context, projectID, provider string) (Integration, error) {
+	if err := CheckProvider(provider); err != nil {
+		return Integration{}, err
+	}
+	return s.get(ctx, s.DB, projectID, provider)
+}

@@ -24,6 +24,7 @@ import (
 	"github.com/neonauth/neonauth/internal/httpapi/stackv1"
 	"github.com/neonauth/neonauth/internal/httpapi/web"
 	"github.com/neonauth/neonauth/internal/identity"
+	"github.com/neonauth/neonauth/internal/metrics"
 	"github.com/neonauth/neonauth/internal/neonauth"
 	"github.com/neonauth/neonauth/internal/store"
 	"github.com/neonauth/neonauth/internal/usersync"
@@ -45,6 +46,9 @@ type Config struct {
 	ClockSkew       time.Duration
 	TransferTTL     time.Duration
 	RegionID        string
+	// Offline marks a short-lived command (migrate, api-keys, resync) that shares the data
+	// directory with a service that may be running.
+	Offline bool
 	// Fast turns off fsync in the managed clusters: for tests only, never production.
 	Fast bool
 }
@@ -75,6 +79,7 @@ type Env struct {
 	Identity *identity.Service
 	Auth     *neonauth.Service
 	Worker   *usersync.Worker
+	Metrics  *metrics.Metrics
 }
 
 // Open starts (or connects to) the metadata database, migrates it and builds the services.
@@ -146,7 +151,8 @@ func (e *Env) metadataCluster(ctx context.Context) (string, error) {
 
 func (e *Env) build() {
 	cfg := e.Config
-	e.Worker = &usersync.Worker{DB: e.Pool, Log: e.Log}
+	e.Metrics = metrics.New()
+	e.Worker = &usersync.Worker{DB: e.Pool, Log: e.Log, Metrics: e.Metrics}
 	e.Console = &console.Service{DB: e.Pool, Computes: e.Computes, Log: e.Log,
 		RegionID: cfg.RegionID, PGVersion: 15}
 	e.Identity = &identity.Service{DB: e.Pool, Log: e.Log, PublicURL: cfg.PublicURL,
@@ -158,7 +164,8 @@ func (e *Env) build() {
 	e.Console.BeforeProjectDelete = e.Auth.RemoveProject
 }
 
-// Close stops everything Open started.
+// Close stops everything Open started. The service also stops the servers it found running
+// (left behind by a killed predecessor); an offline command leaves those to the service.
 func (e *Env) Close() {
 	if e.Pool != nil {
 		e.Pool.Close()
@@ -166,7 +173,11 @@ func (e *Env) Close() {
 	if e.Computes != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		e.Computes.StopAll(ctx)
+		if e.Config.Offline {
+			e.Computes.StopOwned(ctx)
+		} else {
+			e.Computes.StopAll(ctx)
+		}
 	}
 }
 
@@ -198,7 +209,7 @@ func (e *Env) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	ready := make(chan struct{})
 	srv := &http.Server{
-		Handler:           httpapi.Observe(e.Log, e.Handler(ready)),
+		Handler:           httpapi.Observe(e.Log, e.Metrics, e.Handler(ready)),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
 		WriteTimeout: 120 * time.Second, IdleTimeout: 120 * time.Second,
 		ErrorLog: slog.NewLogLogger(e.Log.Handler(), slog.LevelWarn),
@@ -254,6 +265,7 @@ func (e *Env) start(ctx context.Context) error {
 // Handler returns the HTTP routes. /healthz answers 200 once ready is closed.
 func (e *Env) Handler(ready <-chan struct{}) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", e.Metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-ready:
@@ -268,7 +280,8 @@ func (e *Env) Handler(ready <-chan struct{}) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	(&neonv2.API{Console: e.Console, Auth: e.Auth, Identity: e.Identity, Log: e.Log}).Register(mux)
+	(&neonv2.API{Console: e.Console, Auth: e.Auth, Identity: e.Identity, Sync: e.Worker,
+		Log: e.Log}).Register(mux)
 	(&stackv1.API{Identity: e.Identity, Auth: e.Auth, Log: e.Log}).Register(mux)
 	(&web.Pages{Auth: e.Auth, Identity: e.Identity, Log: e.Log, PublicURL: e.Config.PublicURL}).
 		Register(mux)

@@ -79,6 +79,9 @@ func (w *Worker) init() {
 	})
 }
 
+// gaugeEvery is how often the backlog gauges are read from the outbox.
+const gaugeEvery = 5 * time.Second
+
 // Kick wakes the worker: a change was committed.
 func (w *Worker) Kick() {
 	w.init()
@@ -106,7 +109,14 @@ func (w *Worker) Run(ctx context.Context) {
 	t := time.NewTicker(w.Poll)
 	defer t.Stop()
 	defer w.closeAll()
+	var gauges time.Time
 	for {
+		if time.Since(gauges) > gaugeEvery {
+			gauges = time.Now()
+			if err := w.RefreshGauges(ctx); err != nil && ctx.Err() == nil {
+				w.Log.Warn("refresh sync gauges", "err", err)
+			}
+		}
 		for {
 			n, err := w.Round(ctx)
 			if err != nil && ctx.Err() == nil {

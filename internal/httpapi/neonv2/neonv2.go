@@ -13,6 +13,7 @@ import (
 	"github.com/neonauth/neonauth/internal/httpapi"
 	"github.com/neonauth/neonauth/internal/identity"
 	"github.com/neonauth/neonauth/internal/neonauth"
+	"github.com/neonauth/neonauth/internal/usersync"
 )
 
 // Prefix is where the management API is served.
@@ -23,7 +24,9 @@ type API struct {
 	Console  *console.Service
 	Auth     *neonauth.Service
 	Identity *identity.Service
-	Log      *slog.Logger
+	// Sync answers the sync status and resync extensions.
+	Sync *usersync.Worker
+	Log  *slog.Logger
 }
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request, p console.Principal) error

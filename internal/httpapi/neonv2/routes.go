@@ -13,6 +13,8 @@ import (
 
 func (a *API) routes(mux *http.ServeMux) {
 	a.implicitRoutes(mux)
+	a.handle(mux, "GET /projects/{project_id}/auth/sync_status", a.syncStatus)
+	a.handle(mux, "POST /projects/{project_id}/auth/resync", a.resync)
 	a.handle(mux, "GET /api_keys", a.listAPIKeys)
 	a.handle(mux, "POST /api_keys", a.createAPIKey)
 	a.handle(mux, "DELETE /api_keys/{key_id}", a.revokeAPIKey)
