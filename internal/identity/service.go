@@ -52,7 +52,14 @@ type Service struct {
 type projectKeys struct {
 	loaded  time.Time
 	signing *jwt.SigningKey
-	public  []jwt.PublicKey
+	public  []publishedKey
+}
+
+// publishedKey is a verification key and, for a replaced key, when it stops being
+// published and accepted.
+type publishedKey struct {
+	key         jwt.PublicKey
+	retireAfter *time.Time
 }
 
 func (s *Service) now() time.Time {
@@ -89,7 +96,8 @@ func (s *Service) JWKSURL(projectID string) string {
 }
 
 // CreateProjectTx creates an auth project with a first key pair and signing key inside tx.
-func (s *Service) CreateProjectTx(ctx context.Context, tx pgx.Tx, displayName string) (Project, Keys, error) {
+func (s *Service) CreateProjectTx(ctx context.Context, tx pgx.Tx, displayName string) (
+	Project, Keys, error) {
 	p := Project{ID: uuid.NewString(), DisplayName: displayName, OwnedBy: "neon"}
 	err := tx.QueryRow(ctx, `INSERT INTO auth_projects (id, display_name) VALUES ($1, $2)
 		RETURNING created_at`, p.ID, displayName).Scan(&p.CreatedAt)
@@ -108,7 +116,8 @@ func (s *Service) CreateProjectTx(ctx context.Context, tx pgx.Tx, displayName st
 
 // CreateKeysTx adds a new key pair to a project inside tx; earlier pairs keep working.
 func (s *Service) CreateKeysTx(ctx context.Context, tx pgx.Tx, projectID string) (Keys, error) {
-	k := Keys{PublishableClientKey: secret.PublishableKey(), SecretServerKey: secret.SecretServerKey()}
+	k := Keys{PublishableClientKey: secret.PublishableKey(),
+		SecretServerKey: secret.SecretServerKey()}
 	_, err := tx.Exec(ctx, `INSERT INTO auth_keys (id, auth_project_id, pck_hash, ssk_hash)
 		VALUES ($1, $2, $3, $4)`, uuid.New(), projectID,
 		secret.Hash(k.PublishableClientKey), secret.Hash(k.SecretServerKey))
@@ -140,7 +149,8 @@ func insertSigningKey(ctx context.Context, tx pgx.Tx, projectID string) error {
 // DeleteProjectTx removes an auth project and everything in it inside tx: its keys stop
 // working, its JWKS disappears, its users and sessions go, and its pending sync events.
 func (s *Service) DeleteProjectTx(ctx context.Context, tx pgx.Tx, projectID string) error {
-	if _, err := tx.Exec(ctx, "DELETE FROM sync_events WHERE auth_project_id = $1", projectID); err != nil {
+	_, err := tx.Exec(ctx, "DELETE FROM sync_events WHERE auth_project_id = $1", projectID)
+	if err != nil {
 		return fmt.Errorf("delete sync events: %w", err)
 	}
 	if _, err := tx.Exec(ctx, "DELETE FROM auth_projects WHERE id = $1", projectID); err != nil {

@@ -25,11 +25,16 @@ type Tokens struct {
 var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("neonauth-no-such-user"), bcrypt.MinCost)
 
 func mismatch() error {
-	return errs.KnownError(errs.Invalid, "EMAIL_PASSWORD_MISMATCH", "Wrong e-mail or password.", nil)
+	return errs.KnownError(errs.Invalid, "EMAIL_PASSWORD_MISMATCH", "Wrong e-mail or password.",
+		nil)
 }
 
-// SignUp creates a password user and signs it in.
+// SignUp creates a password user and signs it in. The address is checked before the
+// password, as in Stack Auth (its schema runs before the password rules).
 func (s *Service) SignUp(ctx context.Context, projectID, email, password string) (Tokens, error) {
+	if _, err := NormaliseEmail("email", email); err != nil {
+		return Tokens{}, err
+	}
 	if err := checkPassword(password); err != nil {
 		return Tokens{}, err
 	}
@@ -60,12 +65,30 @@ func (s *Service) SignIn(ctx context.Context, projectID, email, password string)
 		hash = []byte(*u.PasswordHash)
 	}
 	release := s.hashSlot()
-	cmpErr := bcrypt.CompareHashAndPassword(hash, []byte(password))
+	cmpErr := bcrypt.CompareHashAndPassword(hash, passwordBytes(password))
 	release()
 	if err != nil || u.PasswordHash == nil || cmpErr != nil {
 		return Tokens{}, mismatch()
 	}
+	if err := s.touch(ctx, &u); err != nil {
+		return Tokens{}, err
+	}
 	return s.StartSession(ctx, u, 0)
+}
+
+// touch records activity: it moves the user's last_active_at to now. Activity alone is not
+// a change of the user: it bumps no version and writes no sync event.
+func (s *Service) touch(ctx context.Context, u *User) error {
+	err := s.DB.QueryRow(ctx, `UPDATE auth_users SET last_active_at = GREATEST(last_active_at, $3)
+		WHERE auth_project_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING last_active_at`,
+		u.ProjectID, u.ID, s.now()).Scan(&u.LastActiveAt)
+	if isNoRows(err) {
+		return mismatch() // deleted while its password was being checked
+	}
+	if err != nil {
+		return fmt.Errorf("record user activity: %w", err)
+	}
+	return nil
 }
 
 // StartSession creates a session (a refresh token, stored only as a hash) and its first
@@ -76,6 +99,7 @@ func (s *Service) StartSession(ctx context.Context, u User, ttl time.Duration) (
 		ttl = s.RefreshTTL
 	}
 	expires := s.now().Add(ttl)
+	// created_at and last_used_at take the database clock; expires_at the service clock.
 	_, err := s.DB.Exec(ctx, `INSERT INTO sessions (id, auth_project_id, user_id, token_hash,
 		expires_at) VALUES ($1, $2, $3, $4, $5)`,
 		t.SessionID, u.ProjectID, u.ID, secret.Hash(t.RefreshToken), expires)
@@ -93,32 +117,34 @@ func refreshInvalid() error {
 		"Refresh token not found for this project, or the session has expired/been revoked.", nil)
 }
 
-// Refresh issues a new access token for a live refresh token. The refresh token is not
-// rotated, as in Stack Auth.
+// refreshQuery marks a live session and its live user as active, in one statement, and
+// returns the session id and the user.
+var refreshQuery = `WITH s AS (UPDATE sessions SET last_used_at = $3
+		WHERE auth_project_id = $1 AND token_hash = $2 AND expires_at > $3
+		RETURNING id, user_id)
+	UPDATE auth_users u SET last_active_at = GREATEST(u.last_active_at, $3) FROM s
+	WHERE u.id = s.user_id AND u.deleted_at IS NULL
+	RETURNING s.id, ` + prefixed("u.")
+
+// Refresh issues a new access token for a live refresh token and records the activity (the
+// user's last_active_at). The refresh token is not rotated, as in Stack Auth.
 func (s *Service) Refresh(ctx context.Context, projectID, refreshToken string) (Tokens, error) {
 	var sid uuid.UUID
-	var uid uuid.UUID
-	err := s.DB.QueryRow(ctx, `UPDATE sessions SET last_used_at = now()
-		WHERE auth_project_id = $1 AND token_hash = $2 AND expires_at > now()
-		RETURNING id, user_id`, projectID, secret.Hash(refreshToken)).Scan(&sid, &uid)
+	var u User
+	err := s.DB.QueryRow(ctx, refreshQuery, projectID, secret.Hash(refreshToken), s.now()).
+		Scan(append([]any{&sid}, u.fields()...)...)
 	if isNoRows(err) {
 		return Tokens{}, refreshInvalid()
 	}
 	if err != nil {
-		return Tokens{}, fmt.Errorf("find session: %w", err)
-	}
-	u, err := s.GetUser(ctx, projectID, uid)
-	if errs.Is(err, errs.NotFound) {
-		return Tokens{}, refreshInvalid()
-	}
-	if err != nil {
-		return Tokens{}, err
+		return Tokens{}, fmt.Errorf("refresh session: %w", err)
 	}
 	tok, err := s.issueToken(ctx, u, sid)
 	if err != nil {
 		return Tokens{}, err
 	}
-	return Tokens{AccessToken: tok, RefreshToken: refreshToken, UserID: uid, SessionID: sid}, nil
+	return Tokens{AccessToken: tok, RefreshToken: refreshToken, UserID: u.ID, SessionID: sid},
+		nil
 }
 
 // SignOut ends a session; its refresh token stops working at once.

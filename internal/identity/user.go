@@ -79,6 +79,69 @@ func CheckDisplayName(field, name string, max int) error {
 	return nil
 }
 
+// checkText refuses text that PostgreSQL cannot store: invalid UTF-8 and NUL characters.
+func checkText(field, s string) error {
+	if !utf8.ValidString(s) || strings.ContainsRune(s, 0) {
+		return errs.E(errs.Invalid, "%s: must be valid UTF-8 text without NUL characters", field)
+	}
+	return nil
+}
+
+// checkJSON refuses a metadata value that is not JSON, or that holds a string or key with a
+// NUL character (jsonb cannot store \u0000).
+func checkJSON(field string, m json.RawMessage) error {
+	if len(m) == 0 {
+		return nil
+	}
+	var v any
+	if err := json.Unmarshal(m, &v); err != nil {
+		return errs.E(errs.Invalid, "%s: must be JSON", field)
+	}
+	return walkJSON(field, v)
+}
+
+func walkJSON(field string, v any) error {
+	switch x := v.(type) {
+	case string:
+		return checkText(field, x)
+	case map[string]any:
+		for k, e := range x {
+			if err := checkText(field, k); err != nil {
+				return err
+			}
+			if err := walkJSON(field, e); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if err := walkJSON(field, e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkProfile validates the free-form fields a user carries besides its name and email.
+func checkProfile(url *string, client, clientRO, server json.RawMessage) error {
+	if url != nil {
+		if err := checkText("profile_image_url", *url); err != nil {
+			return err
+		}
+	}
+	for _, f := range []struct {
+		name string
+		m    json.RawMessage
+	}{{"client_metadata", client}, {"client_read_only_metadata", clientRO},
+		{"server_metadata", server}} {
+		if err := checkJSON(f.name, f.m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ServerUser is the Stack Auth server user JSON, as the server API returns it and as it is
 // synced into neon_auth.users_sync.raw_json.
 type ServerUser struct {

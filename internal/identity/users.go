@@ -2,9 +2,12 @@ package identity
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -43,12 +46,17 @@ const userColumns = `id, auth_project_id, primary_email, primary_email_verified,
 	client_read_only_metadata, server_metadata, signed_up_at, last_active_at, updated_at, version,
 	deleted_at`
 
-func scanUser(row pgx.Row) (User, error) {
-	var u User
-	err := row.Scan(&u.ID, &u.ProjectID, &u.PrimaryEmail, &u.PrimaryEmailVerified,
+// fields are the scan targets of userColumns, in order.
+func (u *User) fields() []any {
+	return []any{&u.ID, &u.ProjectID, &u.PrimaryEmail, &u.PrimaryEmailVerified,
 		&u.PrimaryEmailAuthEnabled, &u.DisplayName, &u.ProfileImageURL, &u.PasswordHash,
 		&u.ClientMetadata, &u.ClientReadOnlyMetadata, &u.ServerMetadata, &u.SignedUpAt,
-		&u.LastActiveAt, &u.UpdatedAt, &u.Version, &u.DeletedAt)
+		&u.LastActiveAt, &u.UpdatedAt, &u.Version, &u.DeletedAt}
+}
+
+func scanUser(row pgx.Row) (User, error) {
+	var u User
+	err := row.Scan(u.fields()...)
 	return u, err
 }
 
@@ -75,12 +83,26 @@ func checkPassword(pw string) error {
 	return nil
 }
 
+// bcryptMax is the longest input bcrypt uses; it ignores (x/crypto refuses) the rest.
+const bcryptMax = 72
+
+// passwordBytes is what bcrypt hashes for a password: the password itself, or, when it is
+// longer than bcrypt's 72-byte input (70 characters of CJK text are 210 bytes), the base64
+// of its SHA-256, so that no part of the password is silently ignored.
+func passwordBytes(pw string) []byte {
+	if len(pw) <= bcryptMax {
+		return []byte(pw)
+	}
+	sum := sha256.Sum256([]byte(pw))
+	return []byte(base64.StdEncoding.EncodeToString(sum[:]))
+}
+
 // HashPassword hashes a password with bcrypt at the configured cost, at most two hashes at a
 // time per core so that a burst cannot exhaust memory or starve other requests.
 func (s *Service) HashPassword(pw string) (string, error) {
 	release := s.hashSlot()
 	defer release()
-	h, err := bcrypt.GenerateFromPassword([]byte(pw), s.BcryptCost)
+	h, err := bcrypt.GenerateFromPassword(passwordBytes(pw), s.BcryptCost)
 	if err != nil {
 		return "", fmt.Errorf("hash password: %w", err)
 	}
@@ -108,6 +130,11 @@ func (s *Service) normaliseInput(in *CreateUserInput) error {
 			return err
 		}
 	}
+	err := checkProfile(in.ProfileImageURL, in.ClientMetadata, in.ClientReadOnlyMetadata,
+		in.ServerMetadata)
+	if err != nil {
+		return err
+	}
 	if in.Password != nil && in.PasswordHash != nil {
 		return errs.KnownError(errs.Invalid, "SCHEMA_ERROR",
 			"password and password_hash cannot both be set",
@@ -134,7 +161,8 @@ func emailExists(email string) error {
 }
 
 // CreateUser creates a user in a project, with its sync event.
-func (s *Service) CreateUser(ctx context.Context, projectID string, in CreateUserInput) (User, error) {
+func (s *Service) CreateUser(ctx context.Context, projectID string, in CreateUserInput) (
+	User, error) {
 	if err := s.normaliseInput(&in); err != nil {
 		return User{}, err
 	}
@@ -229,42 +257,55 @@ func (s *Service) GetUser(ctx context.Context, projectID string, id uuid.UUID) (
 	return u, nil
 }
 
-// ListUsers returns up to limit users (all when limit is 0) ordered by sign-up time and id,
-// starting at the user with id cursor, and the id of the first user of the next page.
-func (s *Service) ListUsers(ctx context.Context, projectID string, limit int, cursor *uuid.UUID, desc bool) ([]User, *uuid.UUID, error) {
-	order := "ASC"
-	cmp := ">="
-	if desc {
+// ListOptions select and order a page of users.
+type ListOptions struct {
+	// Limit is the most users returned; 0 means all.
+	Limit int
+	// Cursor is the id of the first user of the page, a next cursor of an earlier page.
+	Cursor *uuid.UUID
+	// Desc orders the newest sign-up first.
+	Desc bool
+	// Query, when not empty, keeps the users whose id equals it or whose display name or
+	// primary email contains it, ignoring letter case.
+	Query string
+}
+
+// likeEscaper makes a text match itself literally in a LIKE pattern.
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+
+// ListUsers returns a page of live users ordered by sign-up time and id, and the id of the
+// first user of the next page (nil on the last page).
+func (s *Service) ListUsers(ctx context.Context, projectID string, o ListOptions) (
+	[]User, *uuid.UUID, error) {
+	order, cmp := "ASC", ">="
+	if o.Desc {
 		order, cmp = "DESC", "<="
 	}
 	q := `SELECT ` + userColumns + ` FROM auth_users u WHERE auth_project_id = $1
 		AND deleted_at IS NULL
 		AND ($2::uuid IS NULL OR (signed_up_at, id) ` + cmp + `
-			(SELECT c.signed_up_at, c.id FROM auth_users c WHERE c.id = $2))
+			(SELECT c.signed_up_at, c.id FROM auth_users c
+			WHERE c.auth_project_id = $1 AND c.id = $2))
+		AND ($4 = '' OR id::text = lower($4) OR display_name ILIKE $5 OR primary_email ILIKE $5)
 		ORDER BY signed_up_at ` + order + `, id ` + order + ` LIMIT $3`
-	n := limit + 1
-	if limit == 0 {
+	n := o.Limit + 1
+	if o.Limit <= 0 {
 		n = 1 << 30
 	}
-	rows, err := s.DB.Query(ctx, q, projectID, cursor, n)
+	pattern := "%" + likeEscaper.Replace(o.Query) + "%"
+	rows, err := s.DB.Query(ctx, q, projectID, o.Cursor, n, o.Query, pattern)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list users: %w", err)
 	}
-	defer rows.Close()
-	var out []User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, nil, fmt.Errorf("scan user: %w", err)
-		}
-		out = append(out, u)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (User, error) {
+		return scanUser(r)
+	})
+	if err != nil {
 		return nil, nil, fmt.Errorf("list users: %w", err)
 	}
-	if limit > 0 && len(out) > limit {
-		next := out[limit].ID
-		return out[:limit], &next, nil
+	if o.Limit > 0 && len(out) > o.Limit {
+		next := out[o.Limit].ID
+		return out[:o.Limit], &next, nil
 	}
 	return out, nil, nil
 }
@@ -292,7 +333,8 @@ type UpdateUserInput struct {
 
 // UpdateUser applies a change to a live user, bumps its version, sets updated_at, and writes
 // the sync event. A password change signs the user out everywhere.
-func (s *Service) UpdateUser(ctx context.Context, projectID string, id uuid.UUID, in UpdateUserInput) (User, error) {
+func (s *Service) UpdateUser(ctx context.Context, projectID string, id uuid.UUID,
+	in UpdateUserInput) (User, error) {
 	if err := s.normaliseUpdate(&in); err != nil {
 		return User{}, err
 	}
@@ -335,6 +377,11 @@ func (s *Service) normaliseUpdate(in *UpdateUserInput) error {
 		if err := CheckDisplayName("display_name", *in.DisplayName, MaxDisplayName); err != nil {
 			return err
 		}
+	}
+	err := checkProfile(in.ProfileImageURL, in.ClientMetadata, in.ClientReadOnlyMetadata,
+		in.ServerMetadata)
+	if err != nil {
+		return err
 	}
 	if in.SetEmail && in.Email != nil {
 		e, err := NormaliseEmail("primary_email", *in.Email)

@@ -47,9 +47,10 @@ func (a *API) authenticate(r *http.Request) (*reqAuth, error) {
 		return nil, nil
 	}
 	if access != accessClient && access != accessServer && access != accessAdmin {
+		// The SDK decodes this error from details.accessType (camelCase).
 		return nil, known(errs.Invalid, "INVALID_ACCESS_TYPE",
-			"The x-stack-access-type header must be 'client', 'server', or 'admin'.",
-			map[string]any{"access_type": access})
+			"The x-stack-access-type header must be 'client', 'server', or 'admin', but was '"+
+				access+"'.", map[string]any{"accessType": access})
 	}
 	if projectID == "" {
 		return nil, known(errs.Invalid, "ACCESS_TYPE_WITHOUT_PROJECT_ID",

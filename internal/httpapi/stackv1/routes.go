@@ -2,6 +2,7 @@ package stackv1
 
 import (
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -85,14 +86,33 @@ func (a *API) signUp(w http.ResponseWriter, r *http.Request, ra *reqAuth) error 
 	f := newFields(m, "email", "password", "verification_callback_url",
 		"bot_challenge_token", "bot_challenge_phase", "bot_challenge_unavailable")
 	email, password := f.required("email"), f.required("password")
+	callback := f.str("verification_callback_url")
 	if f.err != nil {
 		return f.err
+	}
+	if err := checkCallback(callback); err != nil {
+		return err
 	}
 	t, err := a.Identity.SignUp(r.Context(), ra.ProjectID, email, password)
 	if err != nil {
 		return err
 	}
 	a.json(w, r, http.StatusOK, tokensJSON{t.AccessToken, t.RefreshToken, t.UserID.String()})
+	return nil
+}
+
+// checkCallback validates a sign-up's verification callback URL. No verification email is
+// sent, so the URL is never followed: any absolute http or https URL is accepted (there is
+// no list of trusted domains to check it against, so REDIRECT_URL_NOT_WHITELISTED is never
+// returned).
+func checkCallback(callback *string) error {
+	if callback == nil {
+		return nil
+	}
+	u, err := url.Parse(*callback)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return schemaError("body.verification_callback_url must be an absolute http(s) URL")
+	}
 	return nil
 }
 
@@ -118,13 +138,17 @@ func (a *API) signIn(w http.ResponseWriter, r *http.Request, ra *reqAuth) error 
 }
 
 // oauthToken is the OAuth2 refresh_token grant that the SDK uses, sent form-encoded with the
-// project id as client_id and the publishable key as client_secret.
+// project id as client_id and the publishable key as client_secret (in the body, or as HTTP
+// Basic credentials). As an OAuth endpoint it ignores parameters it does not know.
 func (a *API) oauthToken(w http.ResponseWriter, r *http.Request) error {
 	m, err := readBody(r)
 	if err != nil {
 		return err
 	}
-	f := newFields(m, "grant_type", "refresh_token", "client_id", "client_secret", "scope")
+	if id, pw, ok := r.BasicAuth(); ok {
+		m["client_id"], m["client_secret"] = id, pw
+	}
+	f := &fields{m: m}
 	grant, rt := f.required("grant_type"), f.required("refresh_token")
 	clientID, secret := f.required("client_id"), f.str("client_secret")
 	if f.err != nil {

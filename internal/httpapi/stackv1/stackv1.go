@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/neonauth/neonauth/internal/errs"
 	"github.com/neonauth/neonauth/internal/httpapi"
@@ -71,7 +72,7 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			map[string]any{"message": e.Message})
 	}
 	if e.Known == "" && e.Kind == errs.UnsupportedMediaType {
-		e = errs.KnownError(errs.Invalid, "BODY_PARSING_ERROR", e.Message, nil)
+		e = bodyParsing(e.Message)
 	}
 	status, ok := plainStatus[e.Kind]
 	if !ok {
@@ -188,7 +189,7 @@ func readBody(r *http.Request) (map[string]any, error) {
 		for k, v := range vals {
 			out[k] = v[len(v)-1]
 		}
-		return out, nil
+		return out, checkText(out)
 	case mt == "" || httpapi.IsJSON(ct) || mt == "text/plain" || mt == "application/octet-stream":
 		var out map[string]any
 		dec := json.NewDecoder(bytes.NewReader(body))
@@ -196,14 +197,47 @@ func readBody(r *http.Request) (map[string]any, error) {
 		if err := dec.Decode(&out); err != nil || out == nil {
 			return nil, bodyParsing("the request body is not a JSON object")
 		}
-		return out, nil
+		if dec.More() {
+			return nil, bodyParsing("the request body holds more than one JSON value")
+		}
+		return out, checkText(out)
 	default:
 		return nil, bodyParsing("unsupported content type " + mt)
 	}
 }
 
-func bodyParsing(msg string) error {
-	return errs.KnownError(errs.Invalid, "BODY_PARSING_ERROR", msg, nil)
+// checkText refuses strings, anywhere in a decoded body, that PostgreSQL cannot store in
+// text or jsonb: NUL characters and (from a form body) invalid UTF-8.
+func checkText(v any) error {
+	switch x := v.(type) {
+	case string:
+		if !utf8.ValidString(x) || strings.ContainsRune(x, 0) {
+			return schemaError("Request body contains a string that is not valid UTF-8 " +
+				"text or contains a NUL character")
+		}
+	case map[string]any:
+		for k, e := range x {
+			if err := checkText(k); err != nil {
+				return err
+			}
+			if err := checkText(e); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if err := checkText(e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// bodyParsing is BODY_PARSING_ERROR. Stack sends it without details, but the SDK reads
+// details.message when it decodes the error, so the details are sent.
+func bodyParsing(msg string) *errs.Error {
+	return errs.KnownError(errs.Invalid, "BODY_PARSING_ERROR", msg, map[string]any{"message": msg})
 }
 
 func schemaError(format string, args ...any) error {

@@ -25,7 +25,7 @@ var serverUserFields = []string{"primary_email", "primary_email_verified",
 	"restricted_by_admin_private_details", "country_code", "risk_scores", "oauth_providers"}
 
 // bcryptMCF is the shape of an imported password hash.
-var bcryptMCF = regexp.MustCompile(`^\$2[ayb]\$(\d\d)\$.{53}$`)
+var bcryptMCF = regexp.MustCompile(`^\$2[ayb]\$(\d\d)\$[./A-Za-z0-9]{53}$`)
 
 func (a *API) userJSON(ra *reqAuth, u identity.User) any {
 	if ra.AccessType == accessClient {
@@ -63,7 +63,8 @@ func (a *API) patchMe(w http.ResponseWriter, r *http.Request, ra *reqAuth) error
 	return a.update(w, r, ra, ra.User.ID, allowed)
 }
 
-func (a *API) update(w http.ResponseWriter, r *http.Request, ra *reqAuth, id uuid.UUID, allowed []string) error {
+func (a *API) update(w http.ResponseWriter, r *http.Request, ra *reqAuth, id uuid.UUID,
+	allowed []string) error {
 	m, err := readBody(r)
 	if err != nil {
 		return err
@@ -137,7 +138,8 @@ func (a *API) listUsers(w http.ResponseWriter, r *http.Request, ra *reqAuth) err
 		return schemaError("query.order_by must be signed_up_at")
 	}
 	desc := q.Get("desc") == "true"
-	users, next, err := a.Identity.ListUsers(r.Context(), ra.ProjectID, limit, cursor, desc)
+	users, next, err := a.Identity.ListUsers(r.Context(), ra.ProjectID, identity.ListOptions{
+		Limit: limit, Cursor: cursor, Desc: desc, Query: q.Get("query")})
 	if err != nil {
 		return err
 	}
