@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -17,11 +18,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/neonauth/neonauth/internal/openapicheck"
 	"github.com/neonauth/neonauth/internal/server"
 )
 
 // Server is a running service.
 type Server struct {
+	// spec, when set, validates every /api/v2 exchange against Neon's OpenAPI document.
+	spec *openapicheck.Checker
+
 	// URL is the base URL, e.g. http://127.0.0.1:41234.
 	URL string
 	// APIKey is the first account's admin key.
@@ -79,6 +84,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	})
 	s := &Server{URL: cfg.PublicURL, Env: env, Client: &http.Client{Timeout: 60 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	s.spec = neonChecker(t, cfg.PublicURL+"/api/v2")
 	s.waitReady(t)
 	key, err := os.ReadFile(cfg.KeyFile())
 	if err != nil {
@@ -87,6 +93,29 @@ func Start(t testing.TB, opts ...Option) *Server {
 	s.APIKey = strings.TrimSpace(string(key))
 	return s
 }
+
+// neonChecker loads Neon's OpenAPI document for the conformance check. Without it (the npm
+// package is not installed) the check is skipped, unless NEONAUTH_REQUIRE_SPEC=1 (as in
+// `make test`) makes that a failure.
+func neonChecker(t testing.TB, base string) *openapicheck.Checker {
+	doc, err := openapicheck.LoadNeon()
+	if err != nil {
+		if os.Getenv("NEONAUTH_REQUIRE_SPEC") == "1" {
+			t.Fatalf("OpenAPI conformance: %v", err)
+		}
+		t.Logf("OpenAPI conformance check off: %v", err)
+		return nil
+	}
+	c, err := openapicheck.New(doc, base)
+	if err != nil {
+		t.Fatalf("OpenAPI conformance: %v", err)
+	}
+	return c
+}
+
+// SkipSpec turns the conformance check off for this server, for tests that send what Neon's
+// document does not allow on purpose and get a success (our extensions of a body, say).
+func (s *Server) SkipSpec() { s.spec = nil }
 
 type testWriter struct{ t testing.TB }
 
@@ -145,6 +174,11 @@ func (s *Server) Do(t testing.TB, method, path string, body any, headers ...stri
 		}
 		rd = bytes.NewReader(js)
 	}
+	var reqBody []byte
+	if rd != nil {
+		reqBody, _ = io.ReadAll(rd)
+		rd = bytes.NewReader(reqBody)
+	}
 	req, err := http.NewRequest(method, s.URL+path, rd)
 	if err != nil {
 		t.Fatalf("new request: %v", err)
@@ -160,6 +194,12 @@ func (s *Server) Do(t testing.TB, method, path string, body any, headers ...stri
 	out, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatalf("read response: %v", err)
+	}
+	if s.spec != nil && strings.HasPrefix(path, "/api/v2/") {
+		err := s.spec.Check(req, reqBody, resp.StatusCode, resp.Header, out)
+		if err != nil && !errors.Is(err, openapicheck.ErrNoOperation) {
+			t.Errorf("OpenAPI conformance: %v\nresponse body: %.2000s", err, out)
+		}
 	}
 	return Response{Status: resp.StatusCode, Header: resp.Header, Body: out}
 }

@@ -293,7 +293,10 @@ func (a *API) getBranch(w http.ResponseWriter, r *http.Request, p console.Princi
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"branch": branch(b)})
+	writeJSON(w, http.StatusOK, map[string]any{"branch": branch(b), "annotation": map[string]any{
+		"object": map[string]string{"type": "console/branch", "id": b.ID},
+		"value":  map[string]string{},
+	}})
 	return nil
 }
 
