@@ -1,5 +1,5 @@
 // Package cli implements the neonauth command line: the server (serve, migrate), offline
-// administration of the data directory (api-keys, accounts, auth rotate-key), and a client
+// administration of the data directory (api-keys, accounts, master-key), and a client
 // of the management API (projects, branches, auth).
 package cli
 
@@ -37,6 +37,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return apiKeys(ctx, rest, stdout, stderr)
 	case "accounts":
 		return accounts(ctx, rest, stdout, stderr)
+	case "master-key":
+		return masterKey(ctx, rest, stdout, stderr)
 	case "auth":
 		if len(rest) > 0 && rest[0] == "resync" {
 			return resync(ctx, rest[1:], stdout, stderr)
@@ -65,6 +67,7 @@ Offline administration of a data directory:
   neonauth api-keys create --name N   create an API key for the first account
   neonauth accounts create --name N   create another account and print its first API key
   neonauth auth resync --project-id P rebuild the project's neon_auth.users_sync
+  neonauth master-key rotate          seal every stored secret with a new master key
 
 Client of the management API (--api-host, --api-key, --output table|json):
   neonauth projects list|create|delete
@@ -109,6 +112,22 @@ func storeFlags(fs *flag.FlagSet, cfg *server.Config) {
 	fs.StringVar(&cfg.PGBin, "pg-bin", envOr("NEONAUTH_PG_BIN", ""),
 		"directory of the PostgreSQL server binaries; default: PATH, then "+
 			"/usr/lib/postgresql/*/bin (NEONAUTH_PG_BIN)")
+	fs.StringVar(&cfg.MasterKeyFile, "master-key-file", envOr("NEONAUTH_MASTER_KEY_FILE", ""),
+		"file of the master keys that seal stored secrets, one a line, current first; "+
+			"default: <data-dir>/master-key, created on first start; not read when "+
+			"NEONAUTH_MASTER_KEY (comma-separated keys, current first) is set "+
+			"(NEONAUTH_MASTER_KEY_FILE)")
+	cfg.MasterKey = takeMasterKeyEnv()
+}
+
+// takeMasterKeyEnv returns NEONAUTH_MASTER_KEY and removes it from the environment, so that
+// the processes the service starts (the PostgreSQL servers) do not inherit the master keys.
+func takeMasterKeyEnv() string {
+	v := os.Getenv("NEONAUTH_MASTER_KEY")
+	if v != "" {
+		_ = os.Unsetenv("NEONAUTH_MASTER_KEY")
+	}
+	return v
 }
 
 func serveFlags(fs *flag.FlagSet, cfg *server.Config) {
@@ -138,6 +157,7 @@ func serveFlags(fs *flag.FlagSet, cfg *server.Config) {
 	fs.BoolVar(&cfg.Fast, "unsafe-fast-storage", envOr("NEONAUTH_UNSAFE_FAST_STORAGE", "") == "1",
 		"turn off fsync in managed clusters: for tests only; a crash can lose data "+
 			"(NEONAUTH_UNSAFE_FAST_STORAGE=1)")
+	limitFlags(fs, cfg) // limits.go
 }
 
 func newLogger(w io.Writer) *slog.Logger {
@@ -257,5 +277,27 @@ func accounts(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	fmt.Fprintln(stdout, key)
+	return nil
+}
+
+func masterKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "rotate" {
+		fmt.Fprintln(stderr, "usage: neonauth master-key rotate [--data-dir D] "+
+			"[--master-key-file F]")
+		return ErrUsage
+	}
+	cfg := server.Defaults()
+	fs := flag.NewFlagSet("master-key rotate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	storeFlags(fs, &cfg)
+	if err := parse(fs, args[1:]); err != nil || helpAsked(args) {
+		return err
+	}
+	rot, err := server.RotateMasterKey(ctx, cfg, newLogger(io.Discard))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "master key rotated: %d stored secrets sealed with the new key; "+
+		"%s holds only the new key\n", rot.Resealed, rot.File)
 	return nil
 }

@@ -768,6 +768,9 @@ func (m *Manager) environ() []string {
 		if strings.HasPrefix(k, "PG") || k == "LC_ALL" || k == "LC_MESSAGES" || k == "LANGUAGE" {
 			continue
 		}
+		if strings.HasPrefix(k, "NEONAUTH_") || strings.HasPrefix(k, "NEON_API") {
+			continue // our own settings, secrets among them, are no business of the servers
+		}
 		if m.cred != nil && (k == "HOME" || k == "USER" || k == "LOGNAME") {
 			continue
 		}

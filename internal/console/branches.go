@@ -15,15 +15,26 @@ import (
 
 const branchColumns = `id, project_id, name, COALESCE(parent_id, ''), is_default, endpoint_id,
 	compute_kind, cluster_name, current_state, created_at, updated_at, host, port, admin_user,
-	admin_password, admin_database, attach_options`
+	admin_password_sealed, admin_database, attach_options`
 
-func scanBranch(row pgx.Row) (Branch, error) {
+// scanBranch reads a row of branchColumns and opens its administrator password.
+func (s *Service) scanBranch(row pgx.Row) (Branch, error) {
 	var b Branch
+	var sealed *string
 	t := &b.Target
 	err := row.Scan(&b.ID, &b.ProjectID, &b.Name, &b.ParentID, &b.Default, &b.EndpointID,
 		&b.ComputeKind, &b.ClusterName, &b.CurrentState, &b.CreatedAt, &b.UpdatedAt, &t.Host,
-		&t.Port, &t.User, &t.Password, &t.AdminDatabase, &t.Options)
-	return b, err
+		&t.Port, &t.User, &sealed, &t.AdminDatabase, &t.Options)
+	if err != nil {
+		return b, err
+	}
+	if sealed == nil {
+		return b, fmt.Errorf("branch %s: administrator password not sealed", b.ID)
+	}
+	if t.Password, err = s.open(*sealed, adminPasswordContext); err != nil {
+		return b, fmt.Errorf("branch %s: %w", b.ID, err)
+	}
+	return b, nil
 }
 
 func (s *Service) branches(ctx context.Context, projectID string) ([]Branch, error) {
@@ -35,7 +46,7 @@ func (s *Service) branches(ctx context.Context, projectID string) ([]Branch, err
 	defer rows.Close()
 	var out []Branch
 	for rows.Next() {
-		b, err := scanBranch(rows)
+		b, err := s.scanBranch(rows)
 		if err != nil {
 			return nil, fmt.Errorf("scan branch: %w", err)
 		}
@@ -63,7 +74,7 @@ func (s *Service) GetBranch(ctx context.Context, p Principal, projectID, branchI
 // Branch returns a branch by id within a project, without an access check (for the other
 // domain packages, which have checked the project already).
 func (s *Service) Branch(ctx context.Context, projectID, branchID string) (Branch, error) {
-	b, err := scanBranch(s.DB.QueryRow(ctx, `SELECT `+branchColumns+` FROM branches
+	b, err := s.scanBranch(s.DB.QueryRow(ctx, `SELECT `+branchColumns+` FROM branches
 		WHERE project_id = $1 AND id = $2`, projectID, branchID))
 	if isNoRows(err) {
 		return Branch{}, errs.E(errs.NotFound, "branch not found")
@@ -76,7 +87,7 @@ func (s *Service) Branch(ctx context.Context, projectID, branchID string) (Branc
 
 // BranchByID returns a branch by id alone, without an access check.
 func (s *Service) BranchByID(ctx context.Context, branchID string) (Branch, error) {
-	b, err := scanBranch(s.DB.QueryRow(ctx,
+	b, err := s.scanBranch(s.DB.QueryRow(ctx,
 		`SELECT `+branchColumns+` FROM branches WHERE id = $1`, branchID))
 	if isNoRows(err) {
 		return Branch{}, errs.E(errs.NotFound, "branch not found")
@@ -153,7 +164,7 @@ func (s *Service) insertChild(ctx context.Context, br *Branch, parentID string) 
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(ctx)
-	if err := insertBranch(ctx, tx, br, nil, nil); err != nil {
+	if err := s.insertBranch(ctx, tx, br, nil, nil); err != nil {
 		return err
 	}
 	_, err = tx.Exec(ctx, `INSERT INTO databases (branch_id, name, owner_name)
@@ -161,8 +172,10 @@ func (s *Service) insertChild(ctx context.Context, br *Branch, parentID string) 
 	if err != nil {
 		return fmt.Errorf("copy databases: %w", err)
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO roles (branch_id, name, password, protected)
-		SELECT $1, name, password, protected FROM roles WHERE branch_id = $2`, br.ID, parentID)
+	// The sealed passwords are bound to their column, not to their row: they copy as they are.
+	_, err = tx.Exec(ctx, `INSERT INTO roles (branch_id, name, password_sealed, protected)
+		SELECT $1, name, password_sealed, protected FROM roles WHERE branch_id = $2`,
+		br.ID, parentID)
 	if err != nil {
 		return fmt.Errorf("copy roles: %w", err)
 	}
@@ -269,8 +282,8 @@ func (s *Service) ListRoles(ctx context.Context, p Principal, projectID, branchI
 func (s *Service) role(ctx context.Context, branchID, name string) (Role, error) {
 	var r Role
 	var pw *string
-	err := s.DB.QueryRow(ctx, `SELECT branch_id, name, password, protected, created_at, updated_at
-		FROM roles WHERE branch_id = $1 AND name = $2`, branchID, name).
+	err := s.DB.QueryRow(ctx, `SELECT branch_id, name, password_sealed, protected, created_at,
+		updated_at FROM roles WHERE branch_id = $1 AND name = $2`, branchID, name).
 		Scan(&r.BranchID, &r.Name, &pw, &r.Protected, &r.CreatedAt, &r.UpdatedAt)
 	if isNoRows(err) {
 		return Role{}, errs.E(errs.NotFound, "role not found")
@@ -279,7 +292,9 @@ func (s *Service) role(ctx context.Context, branchID, name string) (Role, error)
 		return Role{}, fmt.Errorf("get role: %w", err)
 	}
 	if pw != nil {
-		r.Password = *pw
+		if r.Password, err = s.open(*pw, rolePasswordContext); err != nil {
+			return Role{}, fmt.Errorf("role %s of branch %s: %w", name, branchID, err)
+		}
 	}
 	return r, nil
 }
@@ -299,13 +314,17 @@ func (s *Service) CreateRole(ctx context.Context, p Principal, projectID, branch
 	}
 	defer conn.Close(ctx)
 	password := secret.Password()
+	sealed, err := s.seal(password, rolePasswordContext)
+	if err != nil {
+		return Role{}, nil, err
+	}
 	q := "CREATE ROLE " + quoteIdent(name) + " LOGIN PASSWORD " + quoteLiteral(password)
 	if _, err := conn.Exec(ctx, q); err != nil {
 		return Role{}, nil, pgError(err, "role")
 	}
 	r := Role{BranchID: branchID, Name: name, Password: password}
-	err = s.DB.QueryRow(ctx, `INSERT INTO roles (branch_id, name, password)
-		VALUES ($1, $2, $3) RETURNING created_at, updated_at`, branchID, name, password).
+	err = s.DB.QueryRow(ctx, `INSERT INTO roles (branch_id, name, password_sealed)
+		VALUES ($1, $2, $3) RETURNING created_at, updated_at`, branchID, name, sealed).
 		Scan(&r.CreatedAt, &r.UpdatedAt)
 	if err != nil {
 		return Role{}, nil, fmt.Errorf("record role: %w", err)

@@ -299,7 +299,7 @@ func (s *Service) insertProject(ctx context.Context, prj *Project, br *Branch, d
 	if err != nil {
 		return fmt.Errorf("insert project: %w", err)
 	}
-	if err := insertBranch(ctx, tx, br, dbs, roles); err != nil {
+	if err := s.insertBranch(ctx, tx, br, dbs, roles); err != nil {
 		return err
 	}
 	if err := insertOperations(ctx, tx, ops); err != nil {
@@ -308,15 +308,22 @@ func (s *Service) insertProject(ctx context.Context, prj *Project, br *Branch, d
 	return tx.Commit(ctx)
 }
 
-func insertBranch(ctx context.Context, tx pgx.Tx, br *Branch, dbs []Database, roles []Role) error {
+// insertBranch records a branch with its databases and roles inside tx; the passwords are
+// stored sealed.
+func (s *Service) insertBranch(ctx context.Context, tx pgx.Tx, br *Branch, dbs []Database,
+	roles []Role) error {
 	t := br.Target
-	err := tx.QueryRow(ctx, `INSERT INTO branches (id, project_id, name, parent_id, is_default,
-			endpoint_id, compute_kind, cluster_name, host, port, admin_user, admin_password,
-			admin_database, attach_options)
+	adminSealed, err := s.seal(t.Password, adminPasswordContext)
+	if err != nil {
+		return err
+	}
+	err = tx.QueryRow(ctx, `INSERT INTO branches (id, project_id, name, parent_id, is_default,
+			endpoint_id, compute_kind, cluster_name, host, port, admin_user,
+			admin_password_sealed, admin_database, attach_options)
 		VALUES ($1, $2, $3, NULLIF($4, ''), $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 		RETURNING created_at, updated_at`,
 		br.ID, br.ProjectID, br.Name, br.ParentID, br.Default, br.EndpointID, br.ComputeKind,
-		br.ClusterName, t.Host, t.Port, t.User, t.Password, t.AdminDatabase, t.Options).
+		br.ClusterName, t.Host, t.Port, t.User, adminSealed, t.AdminDatabase, t.Options).
 		Scan(&br.CreatedAt, &br.UpdatedAt)
 	if err != nil {
 		if isUnique(err) {
@@ -333,9 +340,17 @@ func insertBranch(ctx context.Context, tx pgx.Tx, br *Branch, dbs []Database, ro
 		}
 	}
 	for i := range roles {
-		err := tx.QueryRow(ctx, `INSERT INTO roles (branch_id, name, password, protected)
-			VALUES ($1, $2, NULLIF($3, ''), $4) RETURNING created_at, updated_at`,
-			br.ID, roles[i].Name, roles[i].Password, roles[i].Protected).
+		var sealed *string
+		if roles[i].Password != "" {
+			v, err := s.seal(roles[i].Password, rolePasswordContext)
+			if err != nil {
+				return err
+			}
+			sealed = &v
+		}
+		err := tx.QueryRow(ctx, `INSERT INTO roles (branch_id, name, password_sealed, protected)
+			VALUES ($1, $2, $3, $4) RETURNING created_at, updated_at`,
+			br.ID, roles[i].Name, sealed, roles[i].Protected).
 			Scan(&roles[i].CreatedAt, &roles[i].UpdatedAt)
 		if err != nil {
 			return fmt.Errorf("insert role: %w", err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/neonauth/neonauth/internal/compute"
 	"github.com/neonauth/neonauth/internal/errs"
+	"github.com/neonauth/neonauth/internal/sealbox"
 	"github.com/neonauth/neonauth/internal/store"
 )
 
@@ -23,6 +24,9 @@ type Service struct {
 	// Computes runs managed PostgreSQL servers; nil when the service can only attach.
 	Computes *compute.Manager
 	Log      *slog.Logger
+	// Box seals the role and administrator passwords in the metadata database; without it
+	// nothing that stores or reads one works.
+	Box *sealbox.Box
 	// RegionID is reported as every project's region.
 	RegionID string
 	// PGVersion is the major version of the managed PostgreSQL servers.

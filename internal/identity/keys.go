@@ -14,6 +14,104 @@ import (
 	"github.com/neonauth/neonauth/internal/identity/jwt"
 )
 
+// signingKeyContext binds a sealed private key to the column that holds it.
+const signingKeyContext = "signing_keys.private_sealed"
+
+// errNoBox is returned when a signing key must be sealed or opened and the service has no
+// box.
+var errNoBox = errors.New("identity: no master key to seal signing keys with")
+
+// openSigningKey opens the sealed PKCS#8 DER of a signing key.
+func (s *Service) openSigningKey(kid, sealed string) ([]byte, error) {
+	der, err := s.Box.Open(sealed, signingKeyContext)
+	if err != nil {
+		return nil, fmt.Errorf("open signing key %s: %w", kid, err)
+	}
+	return der, nil
+}
+
+// storedSigningKey is a signing key's private half as stored, in either form.
+type storedSigningKey struct {
+	kid    string
+	plain  []byte
+	sealed *string
+}
+
+// storedSigningKeys reads the private half of every signing key, in either form.
+func (s *Service) storedSigningKeys(ctx context.Context) ([]storedSigningKey, error) {
+	rows, err := s.DB.Query(ctx, `SELECT kid, private_der, private_sealed FROM signing_keys`)
+	if err != nil {
+		return nil, fmt.Errorf("read signing keys: %w", err)
+	}
+	defer rows.Close()
+	var out []storedSigningKey
+	for rows.Next() {
+		var k storedSigningKey
+		if err := rows.Scan(&k.kid, &k.plain, &k.sealed); err != nil {
+			return nil, fmt.Errorf("read signing keys: %w", err)
+		}
+		out = append(out, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read signing keys: %w", err)
+	}
+	return out, nil
+}
+
+// SealSigningKeys seals the private keys still stored in plaintext (a data directory made
+// before they were sealed), and seals again, with the current master key, those sealed with
+// an older key. It returns how many it wrote. It can run again at any time, and alongside
+// the service: a row is only updated while it still holds what was read. A key that does
+// not open (its master key is missing) is an error.
+func (s *Service) SealSigningKeys(ctx context.Context) (int, error) {
+	if s.Box == nil {
+		return 0, errNoBox
+	}
+	stored, err := s.storedSigningKeys(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, k := range stored {
+		der := k.plain
+		if k.sealed != nil {
+			if k.plain == nil && s.Box.Current(*k.sealed) {
+				continue
+			}
+			if der, err = s.openSigningKey(k.kid, *k.sealed); err != nil {
+				return n, err
+			}
+		}
+		tag, err := s.DB.Exec(ctx, `UPDATE signing_keys SET private_der = NULL,
+			private_sealed = $2 WHERE kid = $1 AND private_der IS NOT DISTINCT FROM $3
+			AND private_sealed IS NOT DISTINCT FROM $4`,
+			k.kid, s.Box.Seal(der, signingKeyContext), k.plain, k.sealed)
+		if err != nil {
+			return n, fmt.Errorf("seal signing key %s: %w", k.kid, err)
+		}
+		n += int(tag.RowsAffected())
+	}
+	return n, nil
+}
+
+// StaleSigningKeys counts the private keys not sealed with the current master key.
+func (s *Service) StaleSigningKeys(ctx context.Context) (int, error) {
+	if s.Box == nil {
+		return 0, errNoBox
+	}
+	stored, err := s.storedSigningKeys(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, k := range stored {
+		if k.plain != nil || k.sealed == nil || !s.Box.Current(*k.sealed) {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // keyCacheTTL bounds how long another replica's rotation can go unseen.
 const keyCacheTTL = 30 * time.Second
 
@@ -59,8 +157,11 @@ func (s *Service) reloadKeys(ctx context.Context, projectID string) (projectKeys
 }
 
 func (s *Service) loadKeys(ctx context.Context, projectID string) (projectKeys, error) {
-	rows, err := s.DB.Query(ctx, `SELECT kid, private_der, superseded_at IS NULL, retire_after
-		FROM signing_keys WHERE auth_project_id = $1
+	if s.Box == nil {
+		return projectKeys{}, errNoBox
+	}
+	rows, err := s.DB.Query(ctx, `SELECT kid, private_sealed, superseded_at IS NULL,
+		retire_after FROM signing_keys WHERE auth_project_id = $1
 		AND (retire_after IS NULL OR retire_after > $2)
 		ORDER BY created_at DESC`, projectID, s.now())
 	if err != nil {
@@ -70,11 +171,18 @@ func (s *Service) loadKeys(ctx context.Context, projectID string) (projectKeys, 
 	pk := projectKeys{loaded: time.Now()}
 	for rows.Next() {
 		var kid string
-		var der []byte
+		var sealed *string
 		var current bool
 		var retire *time.Time
-		if err := rows.Scan(&kid, &der, &current, &retire); err != nil {
+		if err := rows.Scan(&kid, &sealed, &current, &retire); err != nil {
 			return projectKeys{}, fmt.Errorf("scan signing key: %w", err)
+		}
+		if sealed == nil {
+			return projectKeys{}, fmt.Errorf("signing key %s: private key not sealed", kid)
+		}
+		der, err := s.openSigningKey(kid, *sealed)
+		if err != nil {
+			return projectKeys{}, err
 		}
 		k, err := jwt.ParseSigningKey(kid, der)
 		if err != nil {
@@ -141,7 +249,7 @@ func (s *Service) RotateSigningKey(ctx context.Context, projectID string) (strin
 		if err != nil {
 			return fmt.Errorf("supersede signing key: %w", err)
 		}
-		return insertSigningKey(ctx, tx, projectID)
+		return s.insertSigningKey(ctx, tx, projectID)
 	})
 	if err != nil {
 		return "", err

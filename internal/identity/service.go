@@ -17,6 +17,7 @@ import (
 
 	"github.com/neonauth/neonauth/internal/errs"
 	"github.com/neonauth/neonauth/internal/identity/jwt"
+	"github.com/neonauth/neonauth/internal/sealbox"
 	"github.com/neonauth/neonauth/internal/secret"
 )
 
@@ -28,6 +29,9 @@ const InternalProject = "internal"
 type Service struct {
 	DB  *pgxpool.Pool
 	Log *slog.Logger
+	// Box seals the signing keys' private halves in the metadata database; without it no
+	// signing key can be made or read.
+	Box *sealbox.Box
 	// PublicURL is the service's base URL; issuers and JWKS URLs start with it.
 	PublicURL string
 	// BcryptCost is the cost of new password hashes.
@@ -108,7 +112,7 @@ func (s *Service) CreateProjectTx(ctx context.Context, tx pgx.Tx, displayName st
 	if err != nil {
 		return Project{}, Keys{}, err
 	}
-	if err := insertSigningKey(ctx, tx, p.ID); err != nil {
+	if err := s.insertSigningKey(ctx, tx, p.ID); err != nil {
 		return Project{}, Keys{}, err
 	}
 	return p, keys, nil
@@ -127,7 +131,12 @@ func (s *Service) CreateKeysTx(ctx context.Context, tx pgx.Tx, projectID string)
 	return k, nil
 }
 
-func insertSigningKey(ctx context.Context, tx pgx.Tx, projectID string) error {
+// insertSigningKey makes a new current signing key for a project inside tx. Its private half
+// (PKCS#8 DER) is stored sealed under the master key.
+func (s *Service) insertSigningKey(ctx context.Context, tx pgx.Tx, projectID string) error {
+	if s.Box == nil {
+		return errNoBox
+	}
 	k, err := jwt.NewSigningKey()
 	if err != nil {
 		return fmt.Errorf("generate signing key: %w", err)
@@ -136,10 +145,8 @@ func insertSigningKey(ctx context.Context, tx pgx.Tx, projectID string) error {
 	if err != nil {
 		return fmt.Errorf("encode signing key: %w", err)
 	}
-	// TODO: encrypt private_der at rest under a master key (issue "Security: tenant
-	// isolation, secrets at rest"); it is stored as plain PKCS#8 DER until then.
-	_, err = tx.Exec(ctx, `INSERT INTO signing_keys (kid, auth_project_id, private_der)
-		VALUES ($1, $2, $3)`, k.KID, projectID, der)
+	_, err = tx.Exec(ctx, `INSERT INTO signing_keys (kid, auth_project_id, private_sealed)
+		VALUES ($1, $2, $3)`, k.KID, projectID, s.Box.Seal(der, signingKeyContext))
 	if err != nil {
 		return fmt.Errorf("insert signing key: %w", err)
 	}
@@ -197,7 +204,7 @@ func (s *Service) EnsureInternalProject(ctx context.Context) error {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(ctx)
-	if err := insertSigningKey(ctx, tx, InternalProject); err != nil {
+	if err := s.insertSigningKey(ctx, tx, InternalProject); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -15,9 +16,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/neonauth/neonauth/internal/httpapi"
+	"github.com/neonauth/neonauth/internal/httpapi/neonv2"
 	"github.com/neonauth/neonauth/internal/openapicheck"
 	"github.com/neonauth/neonauth/internal/server"
 )
@@ -26,6 +32,9 @@ import (
 type Server struct {
 	// spec, when set, validates every /api/v2 exchange against Neon's OpenAPI document.
 	spec *openapicheck.Checker
+	// ours validates every /api/v2 exchange against neonauth's own document, which must
+	// describe all of them.
+	ours *openapicheck.Checker
 
 	// URL is the base URL, e.g. http://127.0.0.1:41234.
 	URL string
@@ -52,6 +61,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	cfg.Fast = true
 	cfg.DBMaxConns = 8
 	cfg.PGBin = os.Getenv("NEONAUTH_PG_BIN")
+	cfg.Limits = httpapi.Limits{} // off: suites send bursts; limit tests set their own
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -85,6 +95,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	s := &Server{URL: cfg.PublicURL, Env: env, Client: &http.Client{Timeout: 60 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	s.spec = neonChecker(t, cfg.PublicURL+"/api/v2")
+	s.ours = ourChecker(t, cfg.PublicURL+"/api/v2")
 	s.waitReady(t)
 	key, err := os.ReadFile(cfg.KeyFile())
 	if err != nil {
@@ -113,9 +124,73 @@ func neonChecker(t testing.TB, base string) *openapicheck.Checker {
 	return c
 }
 
-// SkipSpec turns the conformance check off for this server, for tests that send what Neon's
-// document does not allow on purpose and get a success (our extensions of a body, say).
+var (
+	oursOnce sync.Once
+	oursDoc  *openapi3.T
+	oursErr  error
+)
+
+// ourChecker builds the check against neonauth's own document (neonv2.OpenAPIDocument),
+// which is embedded and so always there.
+func ourChecker(t testing.TB, base string) *openapicheck.Checker {
+	oursOnce.Do(func() { oursDoc, oursErr = openapicheck.Parse(neonv2.OpenAPIDocument()) })
+	if oursErr != nil {
+		t.Fatalf("neonauth's OpenAPI document: %v", oursErr)
+	}
+	c, err := openapicheck.New(oursDoc, base)
+	if err != nil {
+		t.Fatalf("neonauth's OpenAPI document: %v", err)
+	}
+	return c
+}
+
+// SkipSpec turns the check against Neon's document off for this server, for tests that send
+// what Neon's document does not allow on purpose and get a success (our extensions of a
+// body, say). The check against neonauth's own document stays: it describes the extensions.
 func (s *Server) SkipSpec() { s.spec = nil }
+
+// checkSpecs validates one /api/v2 exchange against Neon's document (when loaded; what it
+// does not describe is not checked) and against ours, which must describe every exchange:
+// a request it has no operation for must have been answered with the 404 of an unknown
+// route.
+func (s *Server) checkSpecs(t testing.TB, req *http.Request, reqBody []byte, resp *http.Response,
+	body []byte) {
+	t.Helper()
+	if s.spec != nil {
+		err := s.spec.Check(req, reqBody, resp.StatusCode, resp.Header, body)
+		if err != nil && !errors.Is(err, openapicheck.ErrNoOperation) {
+			t.Errorf("OpenAPI conformance: %v\nresponse body: %.2000s", err, body)
+		}
+	}
+	if s.ours == nil {
+		return
+	}
+	err := s.ours.Check(req, reqBody, resp.StatusCode, resp.Header, body)
+	if errors.Is(err, openapicheck.ErrNoOperation) {
+		err = unknownRoute(err, resp.StatusCode, body)
+	}
+	if err != nil {
+		t.Errorf("OpenAPI conformance (neonauth's document): %v\nresponse body: %.2000s",
+			err, body)
+	}
+}
+
+// unknownRoute checks the answer to a request that neonauth's document has no operation
+// for: it must be a 404 whose body fits the document's Error schema with code NOT_FOUND.
+// Anything else means the server serves a route that the document does not describe.
+func unknownRoute(noOp error, status int, body []byte) error {
+	var v any
+	if status != http.StatusNotFound || json.Unmarshal(body, &v) != nil {
+		return fmt.Errorf("%w, yet the server answered %d", noOp, status)
+	}
+	if err := oursDoc.Components.Schemas["Error"].Value.VisitJSON(v); err != nil {
+		return fmt.Errorf("%w; the 404 body does not fit Error: %v", noOp, err)
+	}
+	if m, _ := v.(map[string]any); m["code"] != "NOT_FOUND" {
+		return fmt.Errorf("%w; the 404 body's code is %v, not NOT_FOUND", noOp, m["code"])
+	}
+	return nil
+}
 
 type testWriter struct{ t testing.TB }
 
@@ -195,11 +270,8 @@ func (s *Server) Do(t testing.TB, method, path string, body any, headers ...stri
 	if err != nil {
 		t.Fatalf("read response: %v", err)
 	}
-	if s.spec != nil && strings.HasPrefix(path, "/api/v2/") {
-		err := s.spec.Check(req, reqBody, resp.StatusCode, resp.Header, out)
-		if err != nil && !errors.Is(err, openapicheck.ErrNoOperation) {
-			t.Errorf("OpenAPI conformance: %v\nresponse body: %.2000s", err, out)
-		}
+	if strings.HasPrefix(path, "/api/v2/") {
+		s.checkSpecs(t, req, reqBody, resp, out)
 	}
 	return Response{Status: resp.StatusCode, Header: resp.Header, Body: out}
 }
