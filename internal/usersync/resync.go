@@ -38,9 +38,11 @@ type Progress func(done, total int64)
 
 // Resync rebuilds an auth project's users_sync from its users: it recreates a dropped table,
 // writes every user's current state (repairing rows edited by hand), and deletes rows of
-// users that do not exist. It holds the project's sync lock meanwhile, so the worker waits;
-// changes committed during the resync are applied after it.
-func (w *Worker) Resync(ctx context.Context, authProjectID string, progress Progress) (ResyncResult, error) {
+// users that do not exist (keeping those of other auth projects that sync into the same
+// table). It holds the project's sync lock meanwhile, so the worker waits; changes committed
+// during the resync are applied after it.
+func (w *Worker) Resync(ctx context.Context, authProjectID string,
+	progress Progress) (ResyncResult, error) {
 	w.init()
 	start := time.Now()
 	lockConn, err := w.DB.Acquire(ctx)
@@ -48,11 +50,19 @@ func (w *Worker) Resync(ctx context.Context, authProjectID string, progress Prog
 		return ResyncResult{}, fmt.Errorf("acquire metadata connection: %w", err)
 	}
 	defer lockConn.Release()
-	if _, err := lockConn.Exec(ctx, "SELECT pg_advisory_lock($1)", lockKey(authProjectID)); err != nil {
+	_, err = lockConn.Exec(ctx, "SELECT pg_advisory_lock($1)", lockKey(authProjectID))
+	if err != nil {
 		return ResyncResult{}, fmt.Errorf("lock auth project: %w", err)
 	}
-	defer lockConn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)",
-		lockKey(authProjectID))
+	defer func() {
+		// A connection that might still hold the session lock must not go back to the
+		// pool, where it would keep the worker off this project for good.
+		_, err := lockConn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)",
+			lockKey(authProjectID))
+		if err != nil {
+			_ = lockConn.Hijack().Close(context.WithoutCancel(ctx))
+		}
+	}()
 
 	br, db, ok, err := w.Targets.SyncTarget(ctx, authProjectID)
 	if err != nil {
@@ -63,6 +73,7 @@ func (w *Worker) Resync(ctx context.Context, authProjectID string, progress Prog
 	}
 	if tm, ok := w.Targets.(TableMaker); ok {
 		if err := tm.EnsureTable(ctx, authProjectID); err != nil {
+			_ = w.noteResyncError(ctx, authProjectID, err)
 			return ResyncResult{}, err
 		}
 	}
@@ -89,16 +100,25 @@ func (w *Worker) Resync(ctx context.Context, authProjectID string, progress Prog
 	return res, nil
 }
 
+// noteResyncError records why a resync failed in the sync status: "retrying" when the
+// database could not be reached (the worker goes on trying), "error" otherwise.
 func (w *Worker) noteResyncError(ctx context.Context, authProjectID string, cause error) error {
+	state := "error"
+	if classify(cause) == reasonUnreachable {
+		state = "retrying"
+	}
 	tx, err := w.DB.Begin(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(ctx)
-	if err := recordError(ctx, tx, authProjectID, "error", cause); err != nil {
+	if err := recordError(ctx, tx, authProjectID, state, cause); err != nil {
 		return err
 	}
-	return tx.Commit(ctx)
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit resync error: %w", err)
+	}
+	return nil
 }
 
 // rebuild does the work of a resync in one transaction on the branch database.
@@ -147,6 +167,9 @@ func (w *Worker) rebuild(ctx context.Context, authProjectID string, br console.B
 			progress(res.Users, max(total, res.Users))
 		}
 	}
+	if err := w.keepOthers(ctx, tx, authProjectID); err != nil {
+		return res, err
+	}
 	tag, err := tx.Exec(ctx, `DELETE FROM neon_auth.users_sync u
 		WHERE NOT EXISTS (SELECT 1 FROM neonauth_resync_ids r WHERE r.id = u.id)`)
 	if err != nil {
@@ -165,7 +188,8 @@ const userColumns = `id, auth_project_id, primary_email, primary_email_verified,
 	client_read_only_metadata, server_metadata, signed_up_at, last_active_at, updated_at, version,
 	deleted_at`
 
-func (w *Worker) usersAfter(ctx context.Context, authProjectID string, after uuid.UUID) ([]identity.User, error) {
+func (w *Worker) usersAfter(ctx context.Context, authProjectID string,
+	after uuid.UUID) ([]identity.User, error) {
 	rows, err := w.DB.Query(ctx, `SELECT `+userColumns+` FROM auth_users
 		WHERE auth_project_id = $1 AND id > $2 ORDER BY id LIMIT $3`,
 		authProjectID, after, resyncBatch)
@@ -219,4 +243,53 @@ func copyBatch(ctx context.Context, tx pgx.Tx, users []identity.User) (int64, er
 		return 0, fmt.Errorf("record resynced ids: %w", err)
 	}
 	return tag.RowsAffected(), nil
+}
+
+// keepOthers adds to the ids a resync keeps the rows that are not the auth project's users
+// but users of another auth project with an integration. Two projects can sync into one
+// table (both attached to one database), and a resync of one must not remove the rows of
+// the other; only rows of no such user are foreign. It reads the rows not kept so far, which
+// are few unless the table is shared, and looks their ids up a batch at a time.
+func (w *Worker) keepOthers(ctx context.Context, tx pgx.Tx, authProjectID string) error {
+	rows, err := tx.Query(ctx, `SELECT u.id FROM neon_auth.users_sync u
+		WHERE NOT EXISTS (SELECT 1 FROM neonauth_resync_ids r WHERE r.id = u.id)`)
+	if err != nil {
+		return fmt.Errorf("read rows of other users: %w", err)
+	}
+	others, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("read rows of other users: %w", err)
+	}
+	var ids []uuid.UUID
+	for _, o := range others {
+		// Rows the worker wrote have the canonical form; any other id is no user's.
+		if id, err := uuid.Parse(o); err == nil && id.String() == o {
+			ids = append(ids, id)
+		}
+	}
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), resyncBatch)]
+		ids = ids[len(batch):]
+		rows, err := w.DB.Query(ctx, `SELECT u.id::text FROM auth_users u
+			WHERE u.id = ANY($1) AND u.auth_project_id <> $2 AND EXISTS (
+				SELECT 1 FROM integrations i WHERE i.auth_project_id = u.auth_project_id)`,
+			batch, authProjectID)
+		if err != nil {
+			return fmt.Errorf("find users of other projects: %w", err)
+		}
+		keep, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([]any, error) {
+			var id string
+			err := r.Scan(&id)
+			return []any{id}, err
+		})
+		if err != nil {
+			return fmt.Errorf("find users of other projects: %w", err)
+		}
+		_, err = tx.CopyFrom(ctx, pgx.Identifier{"neonauth_resync_ids"}, []string{"id"},
+			pgx.CopyFromRows(keep))
+		if err != nil {
+			return fmt.Errorf("keep rows of other projects: %w", err)
+		}
+	}
+	return nil
 }

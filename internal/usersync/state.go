@@ -121,11 +121,12 @@ func GetStatus(ctx context.Context, db *pgxpool.Pool, authProjectID string) (Sta
 }
 
 // RefreshGauges sets the pending and oldest-pending gauges of every auth project with an
-// integration.
+// integration, and drops those of auth projects that no longer have one.
 func (w *Worker) RefreshGauges(ctx context.Context) error {
 	if w.Metrics == nil {
 		return nil
 	}
+	w.init()
 	rows, err := w.DB.Query(ctx, `SELECT i.auth_project_id, count(e.id),
 			COALESCE(EXTRACT(EPOCH FROM now() - min(e.created_at)), 0)
 		FROM integrations i LEFT JOIN sync_events e ON e.auth_project_id = i.auth_project_id
@@ -134,6 +135,7 @@ func (w *Worker) RefreshGauges(ctx context.Context) error {
 		return fmt.Errorf("read backlog: %w", err)
 	}
 	defer rows.Close()
+	seen := map[string]bool{}
 	for rows.Next() {
 		var id string
 		var n int64
@@ -143,6 +145,19 @@ func (w *Worker) RefreshGauges(ctx context.Context) error {
 		}
 		w.Metrics.SyncPending.WithLabelValues(id).Set(float64(n))
 		w.Metrics.SyncOldest.WithLabelValues(id).Set(age)
+		seen[id] = true
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read backlog: %w", err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id := range w.gauged {
+		if !seen[id] {
+			w.Metrics.SyncPending.DeleteLabelValues(id)
+			w.Metrics.SyncOldest.DeleteLabelValues(id)
+		}
+	}
+	w.gauged = seen
+	return nil
 }

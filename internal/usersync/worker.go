@@ -52,6 +52,8 @@ type Worker struct {
 	once  sync.Once
 	mu    sync.Mutex
 	pools map[string]*pgxpool.Pool // by auth project id
+	// gauged are the auth projects whose backlog gauges RefreshGauges set last time.
+	gauged map[string]bool
 }
 
 func (w *Worker) init() {
@@ -91,8 +93,15 @@ func (w *Worker) Kick() {
 	}
 }
 
-// Forget closes the connections to an auth project's database.
+// Forget closes the connections to an auth project's database and drops its metric series:
+// the project no longer syncs (its integration was removed).
 func (w *Worker) Forget(authProjectID string) {
+	w.closePool(authProjectID)
+	w.Metrics.Forget(authProjectID)
+}
+
+// closePool closes the connections to an auth project's database.
+func (w *Worker) closePool(authProjectID string) {
 	w.init()
 	w.mu.Lock()
 	p := w.pools[authProjectID]
@@ -373,7 +382,7 @@ func (w *Worker) pool(ctx context.Context, authProjectID string, br console.Bran
 		return p, nil
 	}
 	if p != nil {
-		w.Forget(authProjectID)
+		w.closePool(authProjectID)
 	}
 	cfg, err := pgxpool.ParseConfig(uri)
 	if err != nil {
