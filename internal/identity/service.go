@@ -160,6 +160,10 @@ func (s *Service) DeleteProjectTx(ctx context.Context, tx pgx.Tx, projectID stri
 	if err != nil {
 		return fmt.Errorf("delete sync events: %w", err)
 	}
+	_, err = tx.Exec(ctx, "DELETE FROM sync_state WHERE auth_project_id = $1", projectID)
+	if err != nil {
+		return fmt.Errorf("delete sync state: %w", err)
+	}
 	if _, err := tx.Exec(ctx, "DELETE FROM auth_projects WHERE id = $1", projectID); err != nil {
 		return fmt.Errorf("delete auth project: %w", err)
 	}
