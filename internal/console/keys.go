@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -187,10 +188,12 @@ func (s *Service) Authenticate(ctx context.Context, key, addr string) (Principal
 	}
 	var p Principal
 	var project *string
-	err := s.DB.QueryRow(ctx, `UPDATE api_keys SET last_used_at = now(), last_used_from_addr = $2
-		WHERE key_hash = $1 AND revoked_at IS NULL
-		RETURNING id, account_id, project_id`, secret.Hash(key), addr).
-		Scan(&p.KeyID, &p.AccountID, &project)
+	var lastUsed *time.Time
+	var lastAddr string
+	err := s.DB.QueryRow(ctx, `SELECT id, account_id, project_id, last_used_at,
+			last_used_from_addr
+		FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL`, secret.Hash(key)).
+		Scan(&p.KeyID, &p.AccountID, &project, &lastUsed, &lastAddr)
 	if isNoRows(err) {
 		return Principal{}, errs.E(errs.Unauthenticated, "authorization failed: invalid API key")
 	}
@@ -200,7 +203,23 @@ func (s *Service) Authenticate(ctx context.Context, key, addr string) (Principal
 	if project != nil {
 		p.ProjectID = *project
 	}
+	if lastUsed == nil || time.Since(*lastUsed) > keyUseResolution || lastAddr != addr {
+		s.recordUse(ctx, p.KeyID, addr)
+	}
 	return p, nil
+}
+
+// keyUseResolution is how stale a key's last_used_at may get: writing it on every request
+// would make every request of one key queue on the same row.
+const keyUseResolution = time.Minute
+
+func (s *Service) recordUse(ctx context.Context, id int64, addr string) {
+	_, err := s.DB.Exec(ctx, `UPDATE api_keys SET last_used_at = now(), last_used_from_addr = $2
+		WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute'
+			OR last_used_from_addr <> $2)`, id, addr)
+	if err != nil {
+		s.Log.Warn("record api key use", "api_key_id", id, "err", err)
+	}
 }
 
 // Account returns the principal's account.

@@ -111,6 +111,8 @@ type Env struct {
 
 	// keysConn holds the master-keys lock (see keysLock) until Close.
 	keysConn *pgx.Conn
+	// syncPool is the sync worker's own pool of metadata connections.
+	syncPool *pgxpool.Pool
 }
 
 // Open starts (or connects to) the metadata database, migrates it, loads the master keys,
@@ -183,6 +185,11 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*Env, error) 
 			return nil, err
 		}
 	}
+	// The sync worker has a pool of its own, so that a burst of requests cannot starve it.
+	if env.syncPool, err = store.Open(ctx, url, 4); err != nil {
+		env.Close()
+		return nil, err
+	}
 	if env.Pool, err = store.Open(ctx, url, int32(cfg.DBMaxConns)); err != nil {
 		env.Close()
 		return nil, err
@@ -217,7 +224,7 @@ func (e *Env) metadataCluster(ctx context.Context) (string, error) {
 func (e *Env) build() {
 	cfg := e.Config
 	e.Metrics = metrics.New()
-	e.Worker = &usersync.Worker{DB: e.Pool, Log: e.Log, Metrics: e.Metrics}
+	e.Worker = &usersync.Worker{DB: e.syncPool, Log: e.Log, Metrics: e.Metrics}
 	e.Console = &console.Service{DB: e.Pool, Computes: e.Computes, Log: e.Log,
 		RegionID: cfg.RegionID, PGVersion: 15}
 	e.Identity = &identity.Service{DB: e.Pool, Log: e.Log, PublicURL: cfg.PublicURL,
@@ -340,6 +347,9 @@ func (e *Env) Close() {
 	}
 	if e.Pool != nil {
 		e.Pool.Close()
+	}
+	if e.syncPool != nil {
+		e.syncPool.Close()
 	}
 	if e.Computes != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

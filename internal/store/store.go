@@ -32,7 +32,9 @@ func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error
 		return nil, fmt.Errorf("parse metadata database url: %w", err)
 	}
 	cfg.MaxConns = maxConns
-	cfg.MinConns = 2
+	// All connections are opened up front and kept: a burst must not wait for new backends
+	// (each costs a fork and a SCRAM exchange).
+	cfg.MinConns = maxConns
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open metadata database: %w", err)
