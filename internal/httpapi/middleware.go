@@ -236,8 +236,12 @@ func UnmarshalObject(body []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
 	}
-	if dec.More() {
+	// More would miss a stray "}" or "]" after the object.
+	if strings.TrimSpace(trimmed[dec.InputOffset():]) != "" {
 		return errs.E(errs.Invalid, "request body must hold exactly one JSON object")
+	}
+	if field, ok := nulField(body); ok {
+		return errs.E(errs.Invalid, "%s: must not contain NUL characters", field)
 	}
 	return nil
 }

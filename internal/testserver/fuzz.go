@@ -20,7 +20,8 @@ const fuzzEnvPrefix = "NEONAUTH_FUZZ_SERVICE_"
 // processes of the coordinator, which kills those that do not exit promptly; a worker that
 // started PostgreSQL servers of its own could leave them running. So the coordinator passes
 // its service to its workers in the environment, and a worker only reads it there.
-func ForFuzz(f *testing.F, setup func(s *Server) map[string]string, opts ...Option) map[string]string {
+func ForFuzz(f *testing.F, setup func(s *Server) map[string]string,
+	opts ...Option) map[string]string {
 	f.Helper()
 	name := fuzzEnvPrefix + strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {

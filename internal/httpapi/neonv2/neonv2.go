@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/neonauth/neonauth/internal/console"
 	"github.com/neonauth/neonauth/internal/errs"
@@ -27,6 +28,8 @@ type API struct {
 	// Sync answers the sync status and resync extensions.
 	Sync *usersync.Worker
 	Log  *slog.Logger
+	// Limits are the rate limits; nil allows everything.
+	Limits *httpapi.Limiters
 }
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request, p console.Principal) error
@@ -96,19 +99,64 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle(Prefix, notFound)
 }
 
+// handle registers a route: it authenticates the caller, applies the rate limits, and
+// writes the error the route returns in Neon's error body.
 func (a *API) handle(mux *http.ServeMux, pattern string, fn handlerFunc) {
 	method, path, _ := strings.Cut(pattern, " ")
-	mux.Handle(method+" "+Prefix+path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, err := a.authenticate(r)
+	full := method + " " + Prefix + path
+	lim := a.Limits
+	if lim == nil {
+		lim = &httpapi.Limiters{}
+	}
+	mux.Handle(full, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := a.limited(w, r, lim, full)
 		if err == nil {
-			httpapi.AddLog(r.Context(), slog.String("account_id", p.AccountID.String()),
-				slog.Int64("api_key_id", p.KeyID))
 			err = fn(w, r, p)
 		}
 		if err != nil {
 			WriteError(w, r, a.Log, err)
 		}
 	}))
+}
+
+// limited authenticates a request and applies the rate limits: the failed authentications
+// of its client address, then the burst of its account on the route, then the account's
+// requests a minute. A request refused by a limit is a TooManyRequests error, with
+// Retry-After set.
+func (a *API) limited(w http.ResponseWriter, r *http.Request, lim *httpapi.Limiters,
+	route string) (console.Principal, error) {
+	addr := httpapi.ClientAddr(r)
+	if blocked, wait := lim.AuthFailures.Blocked(addr); blocked {
+		httpapi.AddLog(r.Context(), slog.String("rate_limit", "auth_failures"))
+		return console.Principal{}, httpapi.TooManyRequests(w, wait,
+			"too many failed authentications from this address")
+	}
+	p, err := a.authenticate(r)
+	if errs.Is(err, errs.Unauthenticated) {
+		lim.AuthFailures.Allow(addr)
+	}
+	if err != nil {
+		return p, err
+	}
+	if err := checkText(r); err != nil {
+		return p, err
+	}
+	account := p.AccountID.String()
+	httpapi.AddLog(r.Context(), slog.String("account_id", account),
+		slog.Int64("api_key_id", p.KeyID))
+	if ok, wait := lim.Route.Allow(account + " " + route); !ok {
+		httpapi.AddLog(r.Context(), slog.String("rate_limit", "route"))
+		return p, httpapi.TooManyRequests(w, wait,
+			"rate limit exceeded: at most %d requests a second to this route",
+			lim.Limits.RouteBurst)
+	}
+	if ok, wait := lim.Account.Allow(account); !ok {
+		httpapi.AddLog(r.Context(), slog.String("rate_limit", "account"))
+		return p, httpapi.TooManyRequests(w, wait,
+			"rate limit exceeded: at most %d requests a minute per account",
+			lim.Limits.AccountPerMinute)
+	}
+	return p, nil
 }
 
 func (a *API) authenticate(r *http.Request) (console.Principal, error) {
@@ -120,3 +168,24 @@ func (a *API) authenticate(r *http.Request) (console.Principal, error) {
 	}
 	return a.Console.Authenticate(r.Context(), strings.TrimSpace(token), httpapi.ClientAddr(r))
 }
+
+// checkText refuses a path or query that PostgreSQL could not even compare with what it
+// stores: invalid UTF-8 or a NUL character, which would make every lookup fail.
+func checkText(r *http.Request) error {
+	if !isText(r.URL.Path) {
+		return errs.E(errs.Invalid, "request path must be UTF-8 text without NUL characters")
+	}
+	for k, vs := range r.URL.Query() {
+		ok := isText(k)
+		for _, v := range vs {
+			ok = ok && isText(v)
+		}
+		if !ok {
+			return errs.E(errs.Invalid, "query parameters must be UTF-8 text without NUL "+
+				"characters")
+		}
+	}
+	return nil
+}
+
+func isText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }

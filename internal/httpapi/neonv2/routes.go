@@ -12,6 +12,7 @@ import (
 )
 
 func (a *API) routes(mux *http.ServeMux) {
+	mux.Handle("GET "+Prefix+OpenAPIPath, a.openAPIHandler()) // no API key: see openapi.go
 	a.implicitRoutes(mux)
 	a.handle(mux, "GET /projects/{project_id}/auth/sync_status", a.syncStatus)
 	a.handle(mux, "POST /projects/{project_id}/auth/resync", a.resync)

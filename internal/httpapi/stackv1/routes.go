@@ -129,6 +129,9 @@ func (a *API) signIn(w http.ResponseWriter, r *http.Request, ra *reqAuth) error 
 	if f.err != nil {
 		return f.err
 	}
+	if err := a.signInAllowed(w, r, ra.ProjectID, email); err != nil {
+		return err
+	}
 	t, err := a.Identity.SignIn(r.Context(), ra.ProjectID, email, password)
 	if err != nil {
 		return err
@@ -147,6 +150,9 @@ func (a *API) oauthToken(w http.ResponseWriter, r *http.Request) error {
 	}
 	if id, pw, ok := r.BasicAuth(); ok {
 		m["client_id"], m["client_secret"] = id, pw
+		if !isText(id) || !isText(pw) {
+			return schemaError("The client credentials are not valid UTF-8 text")
+		}
 	}
 	f := &fields{m: m}
 	grant, rt := f.required("grant_type"), f.required("refresh_token")

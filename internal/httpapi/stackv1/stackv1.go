@@ -28,6 +28,8 @@ type API struct {
 	Identity *identity.Service
 	Auth     *neonauth.Service
 	Log      *slog.Logger
+	// Limits are the sign-in rate limits (limits.go); nil allows everything.
+	Limits *httpapi.Limiters
 }
 
 // header reads a Stack request header, preferring the x-hexclave- spelling.
@@ -158,7 +160,11 @@ func (a *API) wrap(fn func(http.ResponseWriter, *http.Request) error) http.Handl
 			w.WriteHeader(http.StatusOK)
 			return
 		}
-		if err := fn(w, r); err != nil {
+		err := checkRequestText(r) // text.go
+		if err == nil {
+			err = fn(w, r)
+		}
+		if err != nil {
 			a.writeError(w, r, err)
 		}
 	})
