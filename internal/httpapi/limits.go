@@ -1,9 +1,11 @@
 package httpapi
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/neonauth/neonauth/internal/errs"
@@ -93,4 +95,21 @@ func TooManyRequests(w http.ResponseWriter, wait time.Duration, format string,
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
 	return errs.E(errs.TooManyRequests, "%s; retry after %d s", fmt.Sprintf(format, args...),
 		secs)
+}
+
+// AllowSignIn applies the sign-in limits to one attempt: first the client address's, then
+// the email address's within the auth project (trimmed and lowercased, as stored). It says
+// which limit refused it ("address" or "email") and how long to wait.
+func (l *Limiters) AllowSignIn(addr, projectID, email string) (bool, time.Duration, string) {
+	if l == nil {
+		return true, 0, ""
+	}
+	if ok, wait := l.SignInAddr.Allow(addr); !ok {
+		return false, wait, "address"
+	}
+	sum := sha256.Sum256([]byte(strings.ToLower(strings.TrimSpace(email))))
+	if ok, wait := l.SignInEmail.Allow(projectID + " " + string(sum[:])); !ok {
+		return false, wait, "email"
+	}
+	return true, 0, ""
 }

@@ -49,6 +49,8 @@ type Service struct {
 	Now func() time.Time
 
 	hashSlots chan struct{}
+	dummyOnce sync.Once
+	dummy     []byte
 	mu        sync.Mutex
 	keyCache  map[string]projectKeys
 }

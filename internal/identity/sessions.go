@@ -22,7 +22,17 @@ type Tokens struct {
 
 // dummyHash is compared against when no user matches, so that an unknown email costs as much
 // as a wrong password.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("neonauth-no-such-user"), bcrypt.MinCost)
+// It is made at the configured cost, once.
+func (s *Service) dummyHash() []byte {
+	s.dummyOnce.Do(func() {
+		cost := s.BcryptCost
+		if cost < bcrypt.MinCost {
+			cost = bcrypt.DefaultCost
+		}
+		s.dummy, _ = bcrypt.GenerateFromPassword([]byte("neonauth-no-such-user"), cost)
+	})
+	return s.dummy
+}
 
 func mismatch() error {
 	return errs.KnownError(errs.Invalid, "EMAIL_PASSWORD_MISMATCH", "Wrong e-mail or password.",
@@ -60,7 +70,7 @@ func (s *Service) SignIn(ctx context.Context, projectID, email, password string)
 	if err != nil && !isNoRows(err) {
 		return Tokens{}, fmt.Errorf("find user: %w", err)
 	}
-	hash := dummyHash
+	hash := s.dummyHash()
 	if err == nil && u.PasswordHash != nil {
 		hash = []byte(*u.PasswordHash)
 	}

@@ -465,8 +465,8 @@ func (e *Env) Handler(ready <-chan struct{}) http.Handler {
 	(&neonv2.API{Console: e.Console, Auth: e.Auth, Identity: e.Identity, Sync: e.Worker,
 		Log: e.Log, Limits: limits}).Register(mux)
 	(&stackv1.API{Identity: e.Identity, Auth: e.Auth, Log: e.Log, Limits: limits}).Register(mux)
-	(&web.Pages{Auth: e.Auth, Identity: e.Identity, Log: e.Log, PublicURL: e.Config.PublicURL}).
-		Register(mux)
+	(&web.Pages{Auth: e.Auth, Identity: e.Identity, Log: e.Log, PublicURL: e.Config.PublicURL,
+		Limits: limits}).Register(mux)
 	return mux
 }
 

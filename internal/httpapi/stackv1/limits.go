@@ -1,10 +1,8 @@
 package stackv1
 
 import (
-	"crypto/sha256"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/neonauth/neonauth/internal/httpapi"
@@ -21,19 +19,16 @@ import (
 // to the exposed headers so that the SDK in a browser can read it across origins.
 func (a *API) signInAllowed(w http.ResponseWriter, r *http.Request, projectID,
 	email string) error {
-	lim := a.Limits
-	if lim == nil {
+	ok, wait, which := a.Limits.AllowSignIn(httpapi.ClientAddr(r), projectID, email)
+	switch {
+	case ok:
 		return nil
-	}
-	if ok, wait := lim.SignInAddr.Allow(httpapi.ClientAddr(r)); !ok {
-		return a.tooManySignIns(w, r, wait, "address",
-			"Too many sign-in attempts from this address")
-	}
-	if ok, wait := lim.SignInEmail.Allow(emailKey(projectID, email)); !ok {
-		return a.tooManySignIns(w, r, wait, "email",
+	case which == "address":
+		return a.tooManySignIns(w, r, wait, which, "Too many sign-in attempts from this address")
+	default:
+		return a.tooManySignIns(w, r, wait, which,
 			"Too many sign-in attempts for this email address")
 	}
-	return nil
 }
 
 func (a *API) tooManySignIns(w http.ResponseWriter, r *http.Request, wait time.Duration,
@@ -43,11 +38,4 @@ func (a *API) tooManySignIns(w http.ResponseWriter, r *http.Request, wait time.D
 	h.Set("Access-Control-Expose-Headers", h.Get("Access-Control-Expose-Headers")+
 		", retry-after")
 	return httpapi.TooManyRequests(w, wait, "%s", msg)
-}
-
-// emailKey is the sign-in bucket of an email address in a project. The address is hashed
-// so that a bucket's key has a fixed size whatever was sent.
-func emailKey(projectID, email string) string {
-	sum := sha256.Sum256([]byte(strings.ToLower(strings.TrimSpace(email))))
-	return projectID + " " + string(sum[:])
 }

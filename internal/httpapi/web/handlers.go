@@ -1,12 +1,15 @@
 package web
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 
 	"github.com/neonauth/neonauth/internal/errs"
+	"github.com/neonauth/neonauth/internal/httpapi"
 	"github.com/neonauth/neonauth/internal/identity"
 	"github.com/neonauth/neonauth/internal/neonauth"
+	"github.com/neonauth/neonauth/internal/ratelimit"
 )
 
 type confirmData struct {
@@ -97,6 +100,11 @@ func (p *Pages) authenticate(w http.ResponseWriter, r *http.Request,
 	action string) (*identity.User, string) {
 	ctx := r.Context()
 	email, password := r.PostForm.Get("email"), r.PostForm.Get("password")
+	ok, wait, _ := p.Limits.AllowSignIn(httpapi.ClientAddr(r), identity.InternalProject, email)
+	if !ok {
+		return nil, fmt.Sprintf("Too many sign-in attempts; try again in %d seconds.",
+			ratelimit.RetryAfterSeconds(wait))
+	}
 	var t identity.Tokens
 	var err error
 	if action == "sign-up" {

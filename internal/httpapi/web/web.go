@@ -40,6 +40,8 @@ type Pages struct {
 	Identity  *identity.Service
 	Log       *slog.Logger
 	PublicURL string
+	// Limits are the sign-in rate limits of owner accounts; nil allows everything.
+	Limits *httpapi.Limiters
 }
 
 // Register adds the pages to mux.
