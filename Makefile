@@ -2,9 +2,8 @@
 
 GO ?= go
 BIN := bin/neonauth
-FUZZTIME ?= 10s
 
-.PHONY: all build run test test-go test-e2e node-deps deps deps-test vet fmt fuzz bench clean
+.PHONY: all build run test test-go test-fuzz test-e2e node-deps deps deps-test vet fmt fuzz bench clean
 
 all: build
 
@@ -22,7 +21,7 @@ deps-test:
 run: deps build
 	$(BIN) serve
 
-test: deps-test build vet node-deps test-go test-e2e
+test: deps-test build vet node-deps test-go test-fuzz test-e2e
 
 # The pinned Node packages of the client tests; e2e/neon also ships Neon's OpenAPI document,
 # which the Go tests validate every /api/v2 exchange against.
@@ -42,14 +41,14 @@ test-e2e: build
 	NEONAUTH_BIN=$(abspath $(BIN)) bash e2e/run.sh
 	NEONAUTH_BIN=$(abspath $(BIN)) bash e2e/neon/run.sh
 
-# Longer fuzzing of every fuzz target, FUZZTIME each (make fuzz FUZZTIME=5m).
+# Every fuzz target for 5 seconds: part of make test.
+test-fuzz:
+	bash scripts/fuzz.sh 5
+
+# Longer fuzzing on demand: FUZZSECONDS each (make fuzz FUZZSECONDS=300).
+FUZZSECONDS ?= 60
 fuzz:
-	@for pkg in $$($(GO) list ./...); do \
-		for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
-			echo "fuzz $$pkg $$f"; \
-			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
-		done; \
-	done
+	bash scripts/fuzz.sh $(FUZZSECONDS)
 
 # Benchmarks; results and how to read them are in docs/benchmarks.md.
 bench: build
