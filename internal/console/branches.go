@@ -56,7 +56,9 @@ func (s *Service) branches(ctx context.Context, projectID string) ([]Branch, err
 }
 
 // ListBranches lists the branches of one of the principal's projects.
-func (s *Service) ListBranches(ctx context.Context, p Principal, projectID string) ([]Branch, error) {
+func (s *Service) ListBranches(
+	ctx context.Context, p Principal, projectID string,
+) ([]Branch, error) {
 	if _, err := s.GetProject(ctx, p, projectID); err != nil {
 		return nil, err
 	}
@@ -64,7 +66,9 @@ func (s *Service) ListBranches(ctx context.Context, p Principal, projectID strin
 }
 
 // GetBranch returns a branch of one of the principal's projects.
-func (s *Service) GetBranch(ctx context.Context, p Principal, projectID, branchID string) (Branch, error) {
+func (s *Service) GetBranch(
+	ctx context.Context, p Principal, projectID, branchID string,
+) (Branch, error) {
 	if _, err := s.GetProject(ctx, p, projectID); err != nil {
 		return Branch{}, err
 	}
@@ -106,7 +110,9 @@ type CreateBranchInput struct {
 
 // CreateBranch creates a child branch: a new PostgreSQL server holding a copy of its parent's
 // data, with the parent's roles and databases.
-func (s *Service) CreateBranch(ctx context.Context, p Principal, projectID string, in CreateBranchInput) (*CreatedBranch, error) {
+func (s *Service) CreateBranch(
+	ctx context.Context, p Principal, projectID string, in CreateBranchInput,
+) (*CreatedBranch, error) {
 	prj, err := s.GetProject(ctx, p, projectID)
 	if err != nil {
 		return nil, err
@@ -195,7 +201,9 @@ func (s *Service) recordOperations(ctx context.Context, ops []Operation) error {
 }
 
 // ListDatabases lists the databases of a branch.
-func (s *Service) ListDatabases(ctx context.Context, p Principal, projectID, branchID string) ([]Database, error) {
+func (s *Service) ListDatabases(
+	ctx context.Context, p Principal, projectID, branchID string,
+) ([]Database, error) {
 	if _, err := s.GetBranch(ctx, p, projectID, branchID); err != nil {
 		return nil, err
 	}
@@ -223,7 +231,9 @@ func (s *Service) Databases(ctx context.Context, branchID string) ([]Database, e
 }
 
 // CreateDatabase creates a database on a branch's server, owned by one of its roles.
-func (s *Service) CreateDatabase(ctx context.Context, p Principal, projectID, branchID, name, owner string) (Database, []Operation, error) {
+func (s *Service) CreateDatabase(
+	ctx context.Context, p Principal, projectID, branchID, name, owner string,
+) (Database, []Operation, error) {
 	b, err := s.GetBranch(ctx, p, projectID, branchID)
 	if err != nil {
 		return Database{}, nil, err
@@ -258,7 +268,9 @@ func (s *Service) CreateDatabase(ctx context.Context, p Principal, projectID, br
 }
 
 // ListRoles lists the roles of a branch, without their passwords.
-func (s *Service) ListRoles(ctx context.Context, p Principal, projectID, branchID string) ([]Role, error) {
+func (s *Service) ListRoles(
+	ctx context.Context, p Principal, projectID, branchID string,
+) ([]Role, error) {
 	if _, err := s.GetBranch(ctx, p, projectID, branchID); err != nil {
 		return nil, err
 	}
@@ -300,7 +312,9 @@ func (s *Service) role(ctx context.Context, branchID, name string) (Role, error)
 }
 
 // CreateRole creates a login role with a random password on a branch's server.
-func (s *Service) CreateRole(ctx context.Context, p Principal, projectID, branchID, name string) (Role, []Operation, error) {
+func (s *Service) CreateRole(
+	ctx context.Context, p Principal, projectID, branchID, name string,
+) (Role, []Operation, error) {
 	b, err := s.GetBranch(ctx, p, projectID, branchID)
 	if err != nil {
 		return Role{}, nil, err
@@ -335,7 +349,9 @@ func (s *Service) CreateRole(ctx context.Context, p Principal, projectID, branch
 
 // RevealPassword returns a role's password. A role whose password the service does not know
 // (a role of an attached database) is a precondition failure, as in Neon.
-func (s *Service) RevealPassword(ctx context.Context, p Principal, projectID, branchID, name string) (string, error) {
+func (s *Service) RevealPassword(
+	ctx context.Context, p Principal, projectID, branchID, name string,
+) (string, error) {
 	if _, err := s.GetBranch(ctx, p, projectID, branchID); err != nil {
 		return "", err
 	}
@@ -360,7 +376,9 @@ type ConnectionURIInput struct {
 
 // ConnectionURI returns a connection string for a role and database of a branch (the default
 // branch when none is named). There is no pooler: a pooled URI is the direct one.
-func (s *Service) ConnectionURI(ctx context.Context, p Principal, projectID string, in ConnectionURIInput) (ConnectionURI, error) {
+func (s *Service) ConnectionURI(
+	ctx context.Context, p Principal, projectID string, in ConnectionURIInput,
+) (ConnectionURI, error) {
 	prj, err := s.GetProject(ctx, p, projectID)
 	if err != nil {
 		return ConnectionURI{}, err
@@ -401,7 +419,9 @@ func (s *Service) ConnectionURI(ctx context.Context, p Principal, projectID stri
 }
 
 // GetOperation returns an operation of one of the principal's projects.
-func (s *Service) GetOperation(ctx context.Context, p Principal, projectID string, id uuid.UUID) (Operation, error) {
+func (s *Service) GetOperation(
+	ctx context.Context, p Principal, projectID string, id uuid.UUID,
+) (Operation, error) {
 	if _, err := s.GetProject(ctx, p, projectID); err != nil {
 		return Operation{}, err
 	}

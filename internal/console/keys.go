@@ -77,7 +77,9 @@ func (s *Service) CreateAccount(ctx context.Context, name string) (Account, stri
 	return acc, key, nil
 }
 
-func insertKey(ctx context.Context, tx pgx.Tx, account uuid.UUID, name, project string) (APIKey, string, error) {
+func insertKey(
+	ctx context.Context, tx pgx.Tx, account uuid.UUID, name, project string,
+) (APIKey, string, error) {
 	key := secret.APIKey()
 	k := APIKey{AccountID: account, Name: name, ProjectID: project}
 	err := tx.QueryRow(ctx, `
@@ -93,7 +95,9 @@ func insertKey(ctx context.Context, tx pgx.Tx, account uuid.UUID, name, project 
 
 // CreateAPIKey creates an API key for the principal's account. A non-empty projectID makes it
 // a project-scoped key. A project-scoped principal can only create keys for its own project.
-func (s *Service) CreateAPIKey(ctx context.Context, p Principal, name, projectID string) (APIKey, string, error) {
+func (s *Service) CreateAPIKey(
+	ctx context.Context, p Principal, name, projectID string,
+) (APIKey, string, error) {
 	if strings.TrimSpace(name) == "" {
 		return APIKey{}, "", errs.E(errs.Invalid, "key_name: must not be empty")
 	}

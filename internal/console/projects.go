@@ -65,7 +65,9 @@ func (in *CreateProjectInput) normalise(defaultPG int) error {
 
 // CreateProject creates a project with its default branch: a new PostgreSQL server with an
 // owner role and a database, or an attached existing database.
-func (s *Service) CreateProject(ctx context.Context, p Principal, in CreateProjectInput) (*CreatedProject, error) {
+func (s *Service) CreateProject(
+	ctx context.Context, p Principal, in CreateProjectInput,
+) (*CreatedProject, error) {
 	if p.ProjectID != "" {
 		return nil, errs.E(errs.Forbidden, "a project-scoped API key cannot create projects")
 	}
@@ -141,7 +143,9 @@ func newOperation(project, branch, endpoint, action string) Operation {
 }
 
 // provision starts a new managed server for a branch and creates its owner role and database.
-func (s *Service) provision(ctx context.Context, br *Branch, role, database string) ([]Database, []Role, error) {
+func (s *Service) provision(
+	ctx context.Context, br *Branch, role, database string,
+) ([]Database, []Role, error) {
 	if s.Computes == nil {
 		return nil, nil, errs.E(errs.Invalid,
 			"this server has no PostgreSQL binaries to run branches; attach a database with "+
@@ -235,7 +239,9 @@ func parseTarget(uri string) (Target, error) {
 	return t, nil
 }
 
-func readDatabases(ctx context.Context, conn *pgx.Conn, branch, primary string) ([]Database, error) {
+func readDatabases(
+	ctx context.Context, conn *pgx.Conn, branch, primary string,
+) ([]Database, error) {
 	rows, err := conn.Query(ctx, `SELECT datname, pg_get_userbyid(datdba) FROM pg_database
 		WHERE NOT datistemplate AND (datname <> 'postgres' OR datname = $1) ORDER BY datname`,
 		primary)
@@ -286,7 +292,9 @@ func (s *Service) dropCompute(ctx context.Context, br Branch) {
 	}
 }
 
-func (s *Service) insertProject(ctx context.Context, prj *Project, br *Branch, dbs []Database, roles []Role, ops []Operation) error {
+func (s *Service) insertProject(
+	ctx context.Context, prj *Project, br *Branch, dbs []Database, roles []Role, ops []Operation,
+) error {
 	tx, err := s.DB.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -406,7 +414,9 @@ type ListProjectsInput struct {
 }
 
 // ListProjects returns a page of projects ordered by creation, and the cursor of the next.
-func (s *Service) ListProjects(ctx context.Context, p Principal, in ListProjectsInput) ([]Project, string, error) {
+func (s *Service) ListProjects(
+	ctx context.Context, p Principal, in ListProjectsInput,
+) ([]Project, string, error) {
 	if in.Limit == 0 {
 		in.Limit = 10
 	}

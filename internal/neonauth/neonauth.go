@@ -98,7 +98,9 @@ type CreateInput struct {
 // Create provisions an auth project for a database: the integration row, the auth project with
 // its first key pair and signing key, and the neon_auth.users_sync table in the database,
 // owned by the role. A second create for the same project and provider is a conflict.
-func (s *Service) Create(ctx context.Context, p console.Principal, in CreateInput) (*Created, error) {
+func (s *Service) Create(
+	ctx context.Context, p console.Principal, in CreateInput,
+) (*Created, error) {
 	if err := CheckProvider(in.AuthProvider); err != nil {
 		return nil, err
 	}
@@ -298,7 +300,9 @@ func scanIntegration(row pgx.Row) (Integration, error) {
 	return in, err
 }
 
-func (s *Service) get(ctx context.Context, q querier, projectID, provider string) (Integration, error) {
+func (s *Service) get(
+	ctx context.Context, q querier, projectID, provider string,
+) (Integration, error) {
 	in, err := scanIntegration(q.QueryRow(ctx, `SELECT `+integrationColumns+`
 		FROM integrations i JOIN auth_projects a ON a.id = i.auth_project_id
 		WHERE i.project_id = $1 AND i.auth_provider = $2`, projectID, provider))
@@ -314,7 +318,9 @@ func (s *Service) get(ctx context.Context, q querier, projectID, provider string
 
 // find checks the provider and the principal's access to the project, then returns the
 // integration.
-func (s *Service) find(ctx context.Context, p console.Principal, projectID, provider string) (Integration, error) {
+func (s *Service) find(
+	ctx context.Context, p console.Principal, projectID, provider string,
+) (Integration, error) {
 	if err := CheckProvider(provider); err != nil {
 		return Integration{}, err
 	}
@@ -325,7 +331,9 @@ func (s *Service) find(ctx context.Context, p console.Principal, projectID, prov
 }
 
 // List returns a project's integrations.
-func (s *Service) List(ctx context.Context, p console.Principal, projectID string) ([]Integration, error) {
+func (s *Service) List(
+	ctx context.Context, p console.Principal, projectID string,
+) ([]Integration, error) {
 	if _, err := s.Console.GetProject(ctx, p, projectID); err != nil {
 		return nil, err
 	}
@@ -348,7 +356,9 @@ func (s *Service) List(ctx context.Context, p console.Principal, projectID strin
 }
 
 // CreateKeys adds a new key pair to an integration's auth project.
-func (s *Service) CreateKeys(ctx context.Context, p console.Principal, projectID, provider string) (*Created, error) {
+func (s *Service) CreateKeys(
+	ctx context.Context, p console.Principal, projectID, provider string,
+) (*Created, error) {
 	in, err := s.find(ctx, p, projectID, provider)
 	if err != nil {
 		return nil, err
@@ -373,7 +383,9 @@ const MaxUserName = 255
 
 // CreateUser creates a user in an integration's auth project. The same email in any letter
 // case is a conflict, as for sign-up.
-func (s *Service) CreateUser(ctx context.Context, p console.Principal, projectID, provider, email string, name *string) (string, error) {
+func (s *Service) CreateUser(
+	ctx context.Context, p console.Principal, projectID, provider, email string, name *string,
+) (string, error) {
 	email2, err := identity.NormaliseEmail("email", email)
 	if err != nil {
 		return "", err
@@ -401,7 +413,9 @@ func (s *Service) CreateUser(ctx context.Context, p console.Principal, projectID
 
 // Delete removes an integration: its auth project goes (keys, JWKS, users, sessions) and its
 // sync stops. The neon_auth schema stays unless deleteData is set.
-func (s *Service) Delete(ctx context.Context, p console.Principal, projectID, provider string, deleteData bool) error {
+func (s *Service) Delete(
+	ctx context.Context, p console.Principal, projectID, provider string, deleteData bool,
+) error {
 	in, err := s.find(ctx, p, projectID, provider)
 	if err != nil {
 		return err
@@ -482,7 +496,9 @@ func (s *Service) RemoveProject(ctx context.Context, projectID string) error {
 
 // SyncTarget tells the sync worker where an auth project's users go. ok is false when the
 // project has no integration any more.
-func (s *Service) SyncTarget(ctx context.Context, authProjectID string) (console.Branch, string, bool, error) {
+func (s *Service) SyncTarget(
+	ctx context.Context, authProjectID string,
+) (console.Branch, string, bool, error) {
 	var projectID, branchID, db string
 	err := s.DB.QueryRow(ctx, `SELECT project_id, branch_id, db_name FROM integrations
 		WHERE auth_project_id = $1`, authProjectID).Scan(&projectID, &branchID, &db)

@@ -32,7 +32,9 @@ func (s *Service) EnsureTable(ctx context.Context, authProjectID string) error {
 
 // AuthProjectOf returns the auth project of a project's integration, checking the
 // principal's access first.
-func (s *Service) AuthProjectOf(ctx context.Context, p console.Principal, projectID, provider string) (string, error) {
+func (s *Service) AuthProjectOf(
+	ctx context.Context, p console.Principal, projectID, provider string,
+) (string, error) {
 	in, err := s.find(ctx, p, projectID, provider)
 	if err != nil {
 		return "", err
@@ -42,7 +44,9 @@ func (s *Service) AuthProjectOf(ctx context.Context, p console.Principal, projec
 
 // IntegrationOf returns a project's integration with a provider, without an access check
 // (for offline administration of the data directory).
-func (s *Service) IntegrationOf(ctx context.Context, projectID, provider string) (Integration, error) {
+func (s *Service) IntegrationOf(
+	ctx context.Context, projectID, provider string,
+) (Integration, error) {
 	if err := CheckProvider(provider); err != nil {
 		return Integration{}, err
 	}

@@ -332,7 +332,9 @@ func (s *Server) CreateIntegration(t testing.TB, p Project) Integration {
 
 // Stack sends a provider request with the Stack headers of an access type ("client" or
 // "server") for an integration, plus extra header pairs.
-func (s *Server) Stack(t testing.TB, in Integration, access, method, path string, body any, headers ...string) Response {
+func (s *Server) Stack(
+	t testing.TB, in Integration, access, method, path string, body any, headers ...string,
+) Response {
 	t.Helper()
 	h := []string{"x-stack-project-id", in.AuthProjectID, "x-stack-access-type", access}
 	switch access {
