@@ -210,7 +210,7 @@ func DecodeJSON(r *http.Request, v any, required bool) error {
 	if err != nil {
 		return err
 	}
-	if len(strings.TrimSpace(string(body))) == 0 {
+	if len(trimJSONSpace(string(body))) == 0 {
 		if required {
 			return errs.E(errs.Invalid, "request body is required: a JSON object")
 		}
@@ -223,9 +223,13 @@ func DecodeJSON(r *http.Request, v any, required bool) error {
 	return UnmarshalObject(body, v)
 }
 
+// trimJSONSpace trims the four characters JSON counts as white space, and no others (a form
+// feed or a no-break space is not white space to a JSON parser).
+func trimJSONSpace(s string) string { return strings.Trim(s, " \t\r\n") }
+
 // UnmarshalObject decodes body, which must be one JSON object, into v.
 func UnmarshalObject(body []byte, v any) error {
-	trimmed := strings.TrimSpace(string(body))
+	trimmed := trimJSONSpace(string(body))
 	if !strings.HasPrefix(trimmed, "{") {
 		if json.Valid(body) {
 			return errs.E(errs.Invalid, "request body must be a JSON object")
@@ -237,7 +241,7 @@ func UnmarshalObject(body []byte, v any) error {
 		return jsonError(err)
 	}
 	// More would miss a stray "}" or "]" after the object.
-	if strings.TrimSpace(trimmed[dec.InputOffset():]) != "" {
+	if trimJSONSpace(trimmed[dec.InputOffset():]) != "" {
 		return errs.E(errs.Invalid, "request body must hold exactly one JSON object")
 	}
 	if field, ok := nulField(body); ok {
