@@ -34,6 +34,7 @@ func (s *Service) scanBranch(row pgx.Row) (Branch, error) {
 	if t.Password, err = s.open(*sealed, adminPasswordContext); err != nil {
 		return b, fmt.Errorf("branch %s: %w", b.ID, err)
 	}
+	t.Superuser = b.ComputeKind == ComputeManaged
 	return b, nil
 }
 
@@ -337,8 +338,12 @@ func (s *Service) CreateRole(
 		return Role{}, nil, pgError(err, "role")
 	}
 	r := Role{BranchID: branchID, Name: name, Password: password}
+	// The row may outlive a role dropped by hand on the server: the new role replaces it.
 	err = s.DB.QueryRow(ctx, `INSERT INTO roles (branch_id, name, password_sealed)
-		VALUES ($1, $2, $3) RETURNING created_at, updated_at`, branchID, name, sealed).
+		VALUES ($1, $2, $3)
+		ON CONFLICT (branch_id, name) DO UPDATE SET password_sealed = EXCLUDED.password_sealed,
+			password = NULL, updated_at = now()
+		RETURNING created_at, updated_at`, branchID, name, sealed).
 		Scan(&r.CreatedAt, &r.UpdatedAt)
 	if err != nil {
 		return Role{}, nil, fmt.Errorf("record role: %w", err)

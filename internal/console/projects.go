@@ -165,7 +165,7 @@ func (s *Service) provision(
 	}
 	defer conn.Close(ctx)
 	stmts := []string{
-		"CREATE ROLE " + quoteIdent(role) + " LOGIN CREATEDB CREATEROLE PASSWORD " +
+		"CREATE ROLE " + quoteIdent(role) + " LOGIN CREATEDB PASSWORD " +
 			quoteLiteral(password),
 		"CREATE DATABASE " + quoteIdent(database) + " OWNER " + quoteIdent(role),
 	}
@@ -183,7 +183,7 @@ func (s *Service) provision(
 
 func managedTarget(cl *compute.Cluster) Target {
 	return Target{Host: "127.0.0.1", Port: cl.Port, User: cl.User, Password: cl.Password,
-		AdminDatabase: "postgres"}
+		AdminDatabase: "postgres", Superuser: true}
 }
 
 // attach points a branch at an existing database and reads its databases and roles.
@@ -195,8 +195,11 @@ func (s *Service) attach(ctx context.Context, br *Branch, uri string) ([]Databas
 	br.Target = t
 	conn, err := connect(ctx, t, "")
 	if err != nil {
-		return nil, nil, errs.E(errs.Invalid, "project.connection_uri: cannot connect: %v",
-			errs.As(err).Cause)
+		// The cause stays in the log: echoing a driver's error would let a caller probe
+		// ports and read bytes of whatever answers.
+		s.Log.Info("attach: cannot connect", "host", t.Host, "port", t.Port, "err", err)
+		return nil, nil, errs.E(errs.Invalid, "project.connection_uri: cannot connect to "+
+			"the database: check its host, port, user, password, database and sslmode")
 	}
 	defer conn.Close(ctx)
 	dbs, err := readDatabases(ctx, conn, br.ID, t.AdminDatabase)
@@ -230,13 +233,36 @@ func parseTarget(uri string) (Target, error) {
 	pw, _ := u.User.Password()
 	t := Target{
 		Host: u.Hostname(), Port: port, User: u.User.Username(), Password: pw,
-		AdminDatabase: strings.TrimPrefix(u.Path, "/"), Options: u.RawQuery,
+		AdminDatabase: strings.TrimPrefix(u.Path, "/"),
 	}
-	if t.User == "" || t.AdminDatabase == "" {
+	if t.User == "" || t.AdminDatabase == "" || t.Password == "" {
 		return Target{}, errs.E(errs.Invalid,
-			"project.connection_uri: must name a user and a database")
+			"project.connection_uri: must name a user, its password and a database")
 	}
+	opts, err := attachOptions(u.Query())
+	if err != nil {
+		return Target{}, err
+	}
+	t.Options = opts
 	return t, nil
+}
+
+// attachParams are the connection parameters an attach URI may carry. Others (host=,
+// passfile=, service=, sslrootcert= …) would let a caller point the service at local files
+// or other servers than the URI's host.
+var attachParams = map[string]bool{"sslmode": true, "application_name": true}
+
+func attachOptions(q url.Values) (string, error) {
+	out := url.Values{}
+	for k, v := range q {
+		if !attachParams[k] {
+			return "", errs.E(errs.Invalid,
+				"project.connection_uri: parameter %q is not allowed (only sslmode and "+
+					"application_name)", k)
+		}
+		out[k] = v
+	}
+	return out.Encode(), nil
 }
 
 func readDatabases(

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
@@ -85,12 +86,45 @@ func pgError(err error, what string) error {
 
 // connect opens an administrator connection to a database of a branch's server.
 func connect(ctx context.Context, t Target, database string) (*pgx.Conn, error) {
-	conn, err := pgx.Connect(ctx, t.URI(database))
+	cfg, err := pgx.ParseConfig(t.URI(database))
+	if err != nil {
+		return nil, errs.Wrap(fmt.Errorf("parse branch server address: %w", err),
+			"branch server address is invalid")
+	}
+	cfg.ConnectTimeout = 10 * time.Second
+	// A failed statement must not be written to the server's log with its text: it may hold
+	// a password (CREATE ROLE … PASSWORD). Only a superuser may set this; elsewhere the
+	// server's own setting stays.
+	if t.Superuser {
+		cfg.RuntimeParams["log_min_error_statement"] = "panic"
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, errs.Wrap(fmt.Errorf("connect to branch server: %w", err),
 			"branch server is unreachable")
 	}
 	return conn, nil
+}
+
+// RoleTarget is how the service connects to a branch as one of its roles, to write rows
+// into tables that role owns: a table's owner can attach triggers to it, and those must
+// never run with the administrator's rights. An attached branch's target is the user the
+// owner gave us, and is returned as it is.
+func (s *Service) RoleTarget(ctx context.Context, b Branch, role string) (Target, error) {
+	if b.ComputeKind != ComputeManaged {
+		return b.Target, nil
+	}
+	r, err := s.role(ctx, b.ID, role)
+	if err != nil {
+		return Target{}, err
+	}
+	if r.Password == "" {
+		return Target{}, errs.E(errs.PreconditionFailed,
+			"the password of role %q is not known to neonauth", role)
+	}
+	t := b.Target
+	t.User, t.Password, t.Superuser = role, r.Password, false
+	return t, nil
 }
 
 // ConnectBranch opens an administrator connection to a database of a branch, for the other

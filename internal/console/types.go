@@ -86,6 +86,8 @@ type Target struct {
 	AdminDatabase string
 	// Options are extra connection parameters (for example sslmode) as a query string.
 	Options string
+	// Superuser says the user is the superuser of a server this service runs.
+	Superuser bool
 }
 
 // URI returns the administrator connection URI for a database of the target.

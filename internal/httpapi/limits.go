@@ -49,6 +49,9 @@ type Limiters struct {
 	AuthFailures *ratelimit.Keyed
 	SignInEmail  *ratelimit.Keyed
 	SignInAddr   *ratelimit.Keyed
+	// SignUpAddr limits sign-ups per client address (at the sign-in address rate, in a
+	// bucket of its own).
+	SignUpAddr *ratelimit.Keyed
 }
 
 // NewLimiters builds the buckets of l.
@@ -59,6 +62,7 @@ func NewLimiters(l Limits) *Limiters {
 		AuthFailures: perMinute(l.AuthFailuresPerMinute),
 		SignInEmail:  perMinute(l.SignInEmailPerMinute),
 		SignInAddr:   perMinute(l.SignInAddrPerMinute),
+		SignUpAddr:   perMinute(l.SignInAddrPerMinute),
 	}
 	if l.Now != nil {
 		for _, k := range []*ratelimit.Keyed{lim.Account, lim.Route, lim.AuthFailures,
@@ -112,4 +116,13 @@ func (l *Limiters) AllowSignIn(addr, projectID, email string) (bool, time.Durati
 		return false, wait, "email"
 	}
 	return true, 0, ""
+}
+
+// AllowSignUp applies the per-address limit to one sign-up: each costs a bcrypt hash, and a
+// flood of them would crowd out sign-ins.
+func (l *Limiters) AllowSignUp(addr string) (bool, time.Duration) {
+	if l == nil {
+		return true, 0
+	}
+	return l.SignUpAddr.Allow(addr)
 }

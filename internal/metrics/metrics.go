@@ -87,6 +87,11 @@ func (m *Metrics) ObserveHTTP(route, method string, status int, d time.Duration)
 	if route == "" {
 		route = "unmatched"
 	}
+	switch method {
+	case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS":
+	default:
+		method = "OTHER" // any other string would add series without bound
+	}
 	m.httpRequests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
 	m.httpDuration.WithLabelValues(route, method).Observe(d.Seconds())
 }

@@ -499,9 +499,9 @@ func (s *Service) RemoveProject(ctx context.Context, projectID string) error {
 func (s *Service) SyncTarget(
 	ctx context.Context, authProjectID string,
 ) (console.Branch, string, bool, error) {
-	var projectID, branchID, db string
-	err := s.DB.QueryRow(ctx, `SELECT project_id, branch_id, db_name FROM integrations
-		WHERE auth_project_id = $1`, authProjectID).Scan(&projectID, &branchID, &db)
+	var projectID, branchID, db, role string
+	err := s.DB.QueryRow(ctx, `SELECT project_id, branch_id, db_name, role_name FROM integrations
+		WHERE auth_project_id = $1`, authProjectID).Scan(&projectID, &branchID, &db, &role)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return console.Branch{}, "", false, nil
 	}
@@ -510,6 +510,11 @@ func (s *Service) SyncTarget(
 	}
 	br, err := s.Console.Branch(ctx, projectID, branchID)
 	if err != nil {
+		return console.Branch{}, "", false, err
+	}
+	// Rows are written as the table's owner, never as the server's superuser: the owner can
+	// put triggers on the table, and they run with the rights of whoever writes.
+	if br.Target, err = s.Console.RoleTarget(ctx, br, role); err != nil {
 		return console.Branch{}, "", false, err
 	}
 	return br, db, true, nil

@@ -20,6 +20,9 @@ CREATE TABLE public.apply_log (
 	updated_at timestamptz,
 	deleted_at timestamptz
 );
+-- The worker writes as the table's owner, not as a superuser.
+GRANT INSERT, SELECT ON public.apply_log TO PUBLIC;
+GRANT USAGE ON SEQUENCE public.apply_log_n_seq TO PUBLIC;
 CREATE FUNCTION public.log_try() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
 	INSERT INTO public.apply_log (kind, id, updated_at, deleted_at)

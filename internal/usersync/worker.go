@@ -390,6 +390,10 @@ func (w *Worker) pool(ctx context.Context, authProjectID string, br console.Bran
 	}
 	cfg.MaxConns = 2
 	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	// A lock held on users_sync (by the table's owner, say) must not keep the worker waiting:
+	// the batch fails fast and is retried later.
+	cfg.ConnConfig.RuntimeParams["lock_timeout"] = "3s"
+	cfg.ConnConfig.RuntimeParams["statement_timeout"] = "10s"
 	np, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open branch database: %w", err)

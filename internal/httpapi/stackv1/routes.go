@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/neonauth/neonauth/internal/errs"
+	"github.com/neonauth/neonauth/internal/httpapi"
 	"github.com/neonauth/neonauth/internal/identity"
 )
 
@@ -92,6 +93,9 @@ func (a *API) signUp(w http.ResponseWriter, r *http.Request, ra *reqAuth) error 
 	}
 	if err := checkCallback(callback); err != nil {
 		return err
+	}
+	if ok, wait := a.Limits.AllowSignUp(httpapi.ClientAddr(r)); !ok {
+		return a.tooManySignIns(w, r, wait, "sign_up", "Too many sign-ups from this address")
 	}
 	t, err := a.Identity.SignUp(r.Context(), ra.ProjectID, email, password)
 	if err != nil {

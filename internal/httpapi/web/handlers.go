@@ -100,7 +100,10 @@ func (p *Pages) authenticate(w http.ResponseWriter, r *http.Request,
 	action string) (*identity.User, string) {
 	ctx := r.Context()
 	email, password := r.PostForm.Get("email"), r.PostForm.Get("password")
-	ok, wait, _ := p.Limits.AllowSignIn(httpapi.ClientAddr(r), identity.InternalProject, email)
+	ok, wait := p.Limits.AllowSignUp(httpapi.ClientAddr(r))
+	if action != "sign-up" {
+		ok, wait, _ = p.Limits.AllowSignIn(httpapi.ClientAddr(r), identity.InternalProject, email)
+	}
 	if !ok {
 		return nil, fmt.Sprintf("Too many sign-in attempts; try again in %d seconds.",
 			ratelimit.RetryAfterSeconds(wait))
