@@ -347,7 +347,9 @@ func post(ctx context.Context, hc *http.Client, url string, body any,
 	return r.ID, nil
 }
 
-// branchConn connects to the database an auth project syncs to, as the worker does.
+// branchConn connects to the database an auth project syncs to, as the server's
+// administrator (the benchmark truncates and checkpoints; the worker itself writes as the
+// table's owner).
 func branchConn(ctx context.Context, b *testing.B, s *testserver.Server,
 	authProjectID string) *pgx.Conn {
 	b.Helper()
@@ -355,7 +357,11 @@ func branchConn(ctx context.Context, b *testing.B, s *testserver.Server,
 	if err != nil || !ok {
 		b.Fatalf("find sync target of %s: %v (found %v)", authProjectID, err, ok)
 	}
-	conn, err := pgx.Connect(ctx, br.Target.URI(db))
+	admin, err := s.Env.Console.Branch(ctx, br.ProjectID, br.ID)
+	if err != nil {
+		b.Fatalf("find branch: %v", err)
+	}
+	conn, err := pgx.Connect(ctx, admin.Target.URI(db))
 	if err != nil {
 		b.Fatalf("connect to branch database: %v", err)
 	}
