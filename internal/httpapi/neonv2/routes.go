@@ -239,15 +239,25 @@ func (a *API) getOperation(w http.ResponseWriter, r *http.Request, p console.Pri
 }
 
 func (a *API) listBranches(w http.ResponseWriter, r *http.Request, p console.Principal) error {
+	pg, err := parseBranchPage(r)
+	if err != nil {
+		return err
+	}
 	bs, err := a.Console.ListBranches(r.Context(), p, r.PathValue("project_id"))
 	if err != nil {
 		return err
 	}
+	bs, next := pg.apply(bs)
 	out := make([]branchJSON, 0, len(bs))
 	for _, b := range bs {
 		out = append(out, branch(b))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"branches": out, "annotations": map[string]any{}})
+	pagination := map[string]string{"sort_by": pg.sortBy, "sort_order": pg.sortOrder}
+	if next != "" {
+		pagination["next"] = next
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"branches": out, "annotations": map[string]any{},
+		"pagination": pagination})
 	return nil
 }
 
