@@ -64,7 +64,7 @@ func (s *Service) SignIn(ctx context.Context, projectID, email, password string)
 	if err != nil {
 		return Tokens{}, err
 	}
-	u, err := scanUser(s.DB.QueryRow(ctx, `SELECT `+userColumns+` FROM auth_users
+	u, err := scanUser(s.DB.QueryRow(ctx, `SELECT `+UserColumns+` FROM auth_users
 		WHERE auth_project_id = $1 AND primary_email = $2 AND deleted_at IS NULL
 		AND primary_email_auth_enabled`, projectID, e))
 	if err != nil && !isNoRows(err) {
@@ -193,19 +193,4 @@ func (s *Service) SignOutToken(ctx context.Context, projectID, refreshToken stri
 		return fmt.Errorf("delete session: %w", err)
 	}
 	return nil
-}
-
-func prefixed(p string) string {
-	cols := []string{"id", "auth_project_id", "primary_email", "primary_email_verified",
-		"primary_email_auth_enabled", "display_name", "profile_image_url", "password_hash",
-		"client_metadata", "client_read_only_metadata", "server_metadata", "signed_up_at",
-		"last_active_at", "updated_at", "version", "deleted_at"}
-	out := ""
-	for i, c := range cols {
-		if i > 0 {
-			out += ", "
-		}
-		out += p + c
-	}
-	return out
 }

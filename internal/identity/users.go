@@ -41,12 +41,28 @@ type CreateUserInput struct {
 	CheckPasswordLength    bool
 }
 
-const userColumns = `id, auth_project_id, primary_email, primary_email_verified,
-	primary_email_auth_enabled, display_name, profile_image_url, password_hash, client_metadata,
-	client_read_only_metadata, server_metadata, signed_up_at, last_active_at, updated_at, version,
-	deleted_at`
+// userColumnNames are the columns of auth_users a User is read from, in fields order.
+var userColumnNames = []string{"id", "auth_project_id", "primary_email",
+	"primary_email_verified", "primary_email_auth_enabled", "display_name",
+	"profile_image_url", "password_hash", "client_metadata", "client_read_only_metadata",
+	"server_metadata", "signed_up_at", "last_active_at", "updated_at", "version", "deleted_at"}
 
-// fields are the scan targets of userColumns, in order.
+// UserColumns is the select list that ScanUser reads.
+var UserColumns = prefixed("")
+
+// prefixed returns the select list with each column qualified by p (a table alias and dot).
+func prefixed(p string) string {
+	cols := make([]string, len(userColumnNames))
+	for i, c := range userColumnNames {
+		cols[i] = p + c
+	}
+	return strings.Join(cols, ", ")
+}
+
+// ScanUser reads a user from a row selected with UserColumns.
+func ScanUser(row pgx.Row) (User, error) { return scanUser(row) }
+
+// fields are the scan targets of UserColumns, in order.
 func (u *User) fields() []any {
 	return []any{&u.ID, &u.ProjectID, &u.PrimaryEmail, &u.PrimaryEmailVerified,
 		&u.PrimaryEmailAuthEnabled, &u.DisplayName, &u.ProfileImageURL, &u.PasswordHash,
@@ -175,7 +191,7 @@ func (s *Service) CreateUser(ctx context.Context, projectID string, in CreateUse
 				profile_image_url, password_hash, client_metadata, client_read_only_metadata,
 				server_metadata, signed_up_at, last_active_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
-			RETURNING `+userColumns,
+			RETURNING `+UserColumns,
 			uuid.New(), projectID, in.Email, in.EmailVerified, in.EmailAuthEnabled,
 			in.DisplayName, in.ProfileImageURL, in.PasswordHash, jsonArg(in.ClientMetadata),
 			jsonArg(in.ClientReadOnlyMetadata), jsonArg(in.ServerMetadata), now))
@@ -246,7 +262,7 @@ func userNotFound() error {
 
 // GetUser returns a live user of a project.
 func (s *Service) GetUser(ctx context.Context, projectID string, id uuid.UUID) (User, error) {
-	u, err := scanUser(s.DB.QueryRow(ctx, `SELECT `+userColumns+` FROM auth_users
+	u, err := scanUser(s.DB.QueryRow(ctx, `SELECT `+UserColumns+` FROM auth_users
 		WHERE auth_project_id = $1 AND id = $2 AND deleted_at IS NULL`, projectID, id))
 	if isNoRows(err) {
 		return User{}, userNotFound()
@@ -281,7 +297,7 @@ func (s *Service) ListUsers(ctx context.Context, projectID string, o ListOptions
 	if o.Desc {
 		order, cmp = "DESC", "<="
 	}
-	q := `SELECT ` + userColumns + ` FROM auth_users u WHERE auth_project_id = $1
+	q := `SELECT ` + UserColumns + ` FROM auth_users u WHERE auth_project_id = $1
 		AND deleted_at IS NULL
 		AND ($2::uuid IS NULL OR (signed_up_at, id) ` + cmp + `
 			(SELECT c.signed_up_at, c.id FROM auth_users c
@@ -340,7 +356,7 @@ func (s *Service) UpdateUser(ctx context.Context, projectID string, id uuid.UUID
 	}
 	var u User
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		cur, err := scanUser(tx.QueryRow(ctx, `SELECT `+userColumns+` FROM auth_users
+		cur, err := scanUser(tx.QueryRow(ctx, `SELECT `+UserColumns+` FROM auth_users
 			WHERE auth_project_id = $1 AND id = $2 AND deleted_at IS NULL FOR UPDATE`,
 			projectID, id))
 		if isNoRows(err) {
@@ -446,7 +462,7 @@ func (s *Service) saveUser(ctx context.Context, tx pgx.Tx, u User) (User, error)
 			version = version + 1,
 			updated_at = GREATEST(clock_timestamp(),
 				COALESCE(updated_at, signed_up_at) + interval '1 microsecond')
-		WHERE auth_project_id = $1 AND id = $2 RETURNING `+userColumns,
+		WHERE auth_project_id = $1 AND id = $2 RETURNING `+UserColumns,
 		u.ProjectID, u.ID, u.PrimaryEmail, u.PrimaryEmailVerified, u.PrimaryEmailAuthEnabled,
 		u.DisplayName, u.ProfileImageURL, u.PasswordHash, jsonArg(u.ClientMetadata),
 		jsonArg(u.ClientReadOnlyMetadata), jsonArg(u.ServerMetadata), u.DeletedAt))
@@ -460,7 +476,7 @@ func (s *Service) saveUser(ctx context.Context, tx pgx.Tx, u User) (User, error)
 // users_sync is soft-deleted (deleted_at set, row kept). A deleted user never comes back.
 func (s *Service) DeleteUser(ctx context.Context, projectID string, id uuid.UUID) error {
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		cur, err := scanUser(tx.QueryRow(ctx, `SELECT `+userColumns+` FROM auth_users
+		cur, err := scanUser(tx.QueryRow(ctx, `SELECT `+UserColumns+` FROM auth_users
 			WHERE auth_project_id = $1 AND id = $2 AND deleted_at IS NULL FOR UPDATE`,
 			projectID, id))
 		if isNoRows(err) {

@@ -182,15 +182,9 @@ func (w *Worker) rebuild(ctx context.Context, authProjectID string, br console.B
 	return res, nil
 }
 
-// userColumns are read to build each user's server JSON, as identity does.
-const userColumns = `id, auth_project_id, primary_email, primary_email_verified,
-	primary_email_auth_enabled, display_name, profile_image_url, password_hash, client_metadata,
-	client_read_only_metadata, server_metadata, signed_up_at, last_active_at, updated_at, version,
-	deleted_at`
-
 func (w *Worker) usersAfter(ctx context.Context, authProjectID string,
 	after uuid.UUID) ([]identity.User, error) {
-	rows, err := w.DB.Query(ctx, `SELECT `+userColumns+` FROM auth_users
+	rows, err := w.DB.Query(ctx, `SELECT `+identity.UserColumns+` FROM auth_users
 		WHERE auth_project_id = $1 AND id > $2 ORDER BY id LIMIT $3`,
 		authProjectID, after, resyncBatch)
 	if err != nil {
@@ -199,11 +193,7 @@ func (w *Worker) usersAfter(ctx context.Context, authProjectID string,
 	defer rows.Close()
 	var out []identity.User
 	for rows.Next() {
-		var u identity.User
-		err := rows.Scan(&u.ID, &u.ProjectID, &u.PrimaryEmail, &u.PrimaryEmailVerified,
-			&u.PrimaryEmailAuthEnabled, &u.DisplayName, &u.ProfileImageURL, &u.PasswordHash,
-			&u.ClientMetadata, &u.ClientReadOnlyMetadata, &u.ServerMetadata, &u.SignedUpAt,
-			&u.LastActiveAt, &u.UpdatedAt, &u.Version, &u.DeletedAt)
+		u, err := identity.ScanUser(rows)
 		if err != nil {
 			return nil, fmt.Errorf("scan user: %w", err)
 		}
