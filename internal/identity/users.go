@@ -224,18 +224,7 @@ func (s *Service) changed() {
 }
 
 func (s *Service) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	tx, err := s.DB.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(ctx)
-	if err := fn(tx); err != nil {
-		return err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+	return store.InTx(ctx, s.DB, fn)
 }
 
 // writeEvent records the user's new state in the outbox, when the project is synced to a

@@ -13,6 +13,7 @@ import (
 	"github.com/neonauth/neonauth/internal/console"
 	"github.com/neonauth/neonauth/internal/errs"
 	"github.com/neonauth/neonauth/internal/secret"
+	"github.com/neonauth/neonauth/internal/store"
 )
 
 // maxCodeAttempts is how many times one transfer code may be checked or confirmed.
@@ -256,18 +257,7 @@ func (s *Service) finishTransfer(ctx context.Context, tx pgx.Tx, code, projectID
 }
 
 func (s *Service) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	tx, err := s.DB.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(ctx)
-	if err := fn(tx); err != nil {
-		return err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+	return store.InTx(ctx, s.DB, fn)
 }
 
 // OwnedProject is an auth project as its owner sees it.

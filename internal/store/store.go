@@ -153,3 +153,20 @@ func IsUniqueViolation(err error, constraint string) bool {
 
 // IsNoRows reports whether err says a query found no row.
 func IsNoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }
+
+// InTx runs fn in a transaction of pool and commits it when fn returns nil; any error rolls
+// it back and is returned as fn gave it.
+func InTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
